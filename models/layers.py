@@ -1,0 +1,64 @@
+"""Small building blocks shared by several model families.
+
+Only blocks used by more than one family live here; a block particular to one family stays in
+that family's file.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """Round a channel count to a multiple of ``divisor`` without dropping more than 10%.
+
+    This is the rounding of the TensorFlow MobileNet code that most mobile backbones inherit.
+    """
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return rounded
+
+
+class ConvBN(nn.Sequential):
+    """Conv2d without bias followed by BatchNorm2d (children ``c`` and ``bn``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, groups: int = 1, bn_weight_init: float = 1.0):
+        super().__init__()
+        self.add_module("c", nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                                       dilation, groups, bias=False))
+        self.add_module("bn", nn.BatchNorm2d(out_channels))
+        nn.init.constant_(self.bn.weight, bn_weight_init)
+        nn.init.constant_(self.bn.bias, 0.0)
+
+
+class BNLinear(nn.Sequential):
+    """BatchNorm1d followed by Linear (children ``bn`` and ``l``), a LeViT-style head."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, std: float = 0.02):
+        super().__init__()
+        self.add_module("bn", nn.BatchNorm1d(in_features))
+        self.add_module("l", nn.Linear(in_features, out_features, bias=bias))
+        nn.init.trunc_normal_(self.l.weight, std=std)
+        if bias:
+            nn.init.constant_(self.l.bias, 0.0)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation with a ReLU bottleneck and a sigmoid gate (timm's default form)."""
+
+    def __init__(self, channels: int, rd_ratio: float = 0.25, rd_divisor: int = 8,
+                 act_layer: type[nn.Module] = nn.ReLU, gate_layer: type[nn.Module] = nn.Sigmoid):
+        super().__init__()
+        reduced = make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
+        self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act = act_layer()
+        self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
+        self.gate = gate_layer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        scale = self.conv_expand(self.act(self.conv_reduce(scale)))
+        return x * self.gate(scale)

@@ -1,0 +1,224 @@
+"""RepViT: Revisiting Mobile CNN From ViT Perspective (Wang et al., CVPR 2024).
+
+Reference implementation: https://github.com/THU-MIG/RepViT (``model/repvit.py``).
+
+A MobileNetV3-style CNN whose token mixer (a structurally reparameterizable depthwise conv) is
+separated from its channel mixer (a 1x1 FFN), as in a MetaFormer. Two generations of the
+token mixer exist in the official code:
+
+* the current one (``M0.6`` to ``M2.3``): 3x3 depthwise conv+BN, a 1x1 depthwise conv with bias,
+  and the identity, summed and followed by a BatchNorm;
+* the earlier one (the first paper version's ``M1``, ``M2``, ``M3``): 3x3 depthwise conv+BN,
+  1x1 depthwise conv+BN and the identity, summed, with no BatchNorm after the sum.
+
+Both are built here in training form with the distillation head (two BN+Linear classifiers
+whose eval-mode outputs are averaged).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.layers import BNLinear, ConvBN, SqueezeExcite, make_divisible
+from models.spec import ModelSpec
+
+PAPER = "RepViT: Revisiting Mobile CNN From ViT Perspective (CVPR 2024)"
+REFERENCE = "https://github.com/THU-MIG/RepViT"
+LATENCY_DEVICE = "iPhone 12, iOS 16, Core ML (Xcode 14 performance report)"
+
+
+class Residual(nn.Module):
+    """``x + m(x)``, with per-sample stochastic depth while training."""
+
+    def __init__(self, m: nn.Module, drop: float = 0.0):
+        super().__init__()
+        self.m = m
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.drop > 0:
+            keep = torch.rand(x.size(0), 1, 1, 1, device=x.device).ge_(self.drop).div(1 - self.drop)
+            return x + self.m(x) * keep.detach()
+        return x + self.m(x)
+
+
+class RepVGGDW(nn.Module):
+    """Current token mixer: ``bn(dw3x3_bn(x) + dw1x1(x) + x)``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = ConvBN(channels, channels, 3, 1, 1, groups=channels)
+        self.conv1 = nn.Conv2d(channels, channels, 1, 1, 0, groups=channels)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn((self.conv(x) + self.conv1(x)) + x)
+
+
+class RepVGGDWLegacy(nn.Module):
+    """Earlier token mixer (RepViT-M1/M2/M3): ``dw3x3_bn(x) + dw1x1_bn(x) + x``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = ConvBN(channels, channels, 3, 1, 1, groups=channels)
+        self.conv1 = ConvBN(channels, channels, 1, 1, 0, groups=channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.conv1(x) + x
+
+
+class RepViTBlock(nn.Module):
+    """Token mixer (depthwise, optionally with SE) then a residual 1x1 FFN channel mixer."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, kernel_size: int,
+                 stride: int, use_se: bool, legacy_dw: bool = False):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"RepViTBlock stride must be 1 or 2, got {stride}")
+        if hidden_channels != 2 * in_channels:
+            raise ValueError("RepViTBlock expects an expansion ratio of 2")
+        se = SqueezeExcite(in_channels, 0.25) if use_se else nn.Identity()
+        if stride == 2:
+            self.token_mixer = nn.Sequential(
+                ConvBN(in_channels, in_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=in_channels),
+                se,
+                ConvBN(in_channels, out_channels, 1, 1, 0),
+            )
+            ffn_channels = 2 * out_channels
+        else:
+            if in_channels != out_channels:
+                raise ValueError("a stride-1 RepViTBlock keeps its channel count")
+            dw = RepVGGDWLegacy(in_channels) if legacy_dw else RepVGGDW(in_channels)
+            self.token_mixer = nn.Sequential(dw, se)
+            ffn_channels = hidden_channels
+        # The GELU is used whether or not the config asks for hard-swish, as in the official code.
+        self.channel_mixer = Residual(nn.Sequential(
+            ConvBN(out_channels, ffn_channels, 1, 1, 0),
+            nn.GELU(),
+            ConvBN(ffn_channels, out_channels, 1, 1, 0, bn_weight_init=0.0),
+        ))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.channel_mixer(self.token_mixer(x))
+
+
+class DistillationClassifier(nn.Module):
+    """Two BN+Linear heads; eval mode returns their average, training mode both."""
+
+    def __init__(self, dim: int, num_classes: int, distillation: bool = True):
+        super().__init__()
+        self.distillation = distillation
+        self.classifier = BNLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        if distillation:
+            self.classifier_dist = BNLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor):
+        if not self.distillation:
+            return self.classifier(x)
+        logits, logits_dist = self.classifier(x), self.classifier_dist(x)
+        if self.training:
+            return logits, logits_dist
+        return (logits + logits_dist) / 2
+
+
+class RepViT(nn.Module):
+    """RepViT backbone: a two-conv stem, then RepViT blocks configured row by row."""
+
+    def __init__(self, cfgs: list[tuple[int, int, int, int, int, int]], num_classes: int = 1000,
+                 distillation: bool = True, legacy_dw: bool = False, drop_path_rate: float = 0.0):
+        super().__init__()
+        in_channels = cfgs[0][2]
+        stem = nn.Sequential(
+            ConvBN(3, in_channels // 2, 3, 2, 1), nn.GELU(),
+            ConvBN(in_channels // 2, in_channels, 3, 2, 1),
+        )
+        layers: list[nn.Module] = [stem]
+        for kernel_size, expansion, channels, use_se, _use_hs, stride in cfgs:
+            out_channels = make_divisible(channels, 8)
+            hidden = make_divisible(in_channels * expansion, 8)
+            layers.append(RepViTBlock(in_channels, hidden, out_channels, kernel_size, stride, bool(use_se), legacy_dw))
+            in_channels = out_channels
+        if drop_path_rate > 0:
+            blocks = [m for m in layers if isinstance(m, RepViTBlock)]
+            for index, block in enumerate(blocks):
+                block.channel_mixer.drop = drop_path_rate * index / max(len(blocks) - 1, 1)
+        self.features = nn.ModuleList(layers)
+        self.num_features = in_channels
+        self.classifier = DistillationClassifier(in_channels, num_classes, distillation)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.features:
+            x = layer(x)
+        return x
+
+    def forward(self, x: torch.Tensor):
+        x = self.forward_features(x)
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.classifier(x)
+
+
+def _stages(widths: tuple[int, ...], se_flags: tuple[str, ...]) -> list[tuple[int, int, int, int, int, int]]:
+    """Expand per-stage widths and SE flag strings into the official per-block config rows.
+
+    Row: (kernel, expansion, channels, use_se, use_hs, stride). The first block of every stage
+    after the first downsamples; stages three and four use the "HS" flag (GELU either way).
+    ``se_flags[i][j]`` is "1" where block j of stage i has squeeze-excitation.
+    """
+    rows = []
+    for stage, (width, flags) in enumerate(zip(widths, se_flags)):
+        for index, flag in enumerate(flags):
+            stride = 2 if stage > 0 and index == 0 else 1
+            rows.append((3, 2, width, int(flag), int(stage >= 2), stride))
+    return rows
+
+
+# Variants as data: per-stage widths, the SE pattern of every stage (its first character is the
+# downsampling block for stages 2-4), and which token mixer generation the variant uses.
+_SE_M0_9 = ("100", "0100", "0101010101010100", "010")
+_SE_M1_1 = ("100", "0100", "01010101010100", "010")
+VARIANTS: dict[str, dict] = {
+    "repvit_m0_6": dict(widths=(40, 80, 160, 320), se=("10", "010", "0101010100", "01")),
+    "repvit_m0_9": dict(widths=(48, 96, 192, 384), se=_SE_M0_9),
+    "repvit_m1_0": dict(widths=(56, 112, 224, 448), se=_SE_M0_9),
+    "repvit_m1_1": dict(widths=(64, 128, 256, 512), se=_SE_M1_1),
+    "repvit_m1_5": dict(widths=(64, 128, 256, 512),
+                        se=("10100", "010100", "01010101010101010101010100", "01010")),
+    "repvit_m2_3": dict(widths=(80, 160, 320, 640),
+                        se=("1010100", "01010100", "01" * 17 + "00", "010")),
+    "repvit_m1": dict(widths=(48, 96, 192, 384), se=_SE_M0_9, legacy_dw=True),
+    "repvit_m2": dict(widths=(64, 128, 256, 512), se=_SE_M1_1, legacy_dw=True),
+    "repvit_m3": dict(widths=(64, 128, 256, 512), se=("10100", "010100", "01" * 9 + "00", "010"), legacy_dw=True),
+}
+
+
+def _spec(name: str, variant: str, params_m: float | None, deploy_params_m: float | None, gmacs: float | None,
+          top1: float, latency_ms: float, notes: str) -> ModelSpec:
+    return ModelSpec(name=name, family="repvit", variant=variant, paper=PAPER, reference_impl=REFERENCE,
+                     params_m=params_m, deploy_params_m=deploy_params_m, gmacs=gmacs, top1=top1,
+                     published_latency_ms=latency_ms, published_latency_device=LATENCY_DEVICE, notes=notes)
+
+
+_CURRENT = "top-1 with distillation, 300 epochs (official README)"
+_LEGACY = "first paper version; earlier RepVGGDW token mixer; top-1 with distillation, 300 epochs"
+SPECS: dict[str, ModelSpec] = {
+    "repvit_m0_6": _spec("repvit_m0_6", "M0.6", None, None, None, 74.1, 0.6,
+                         "released after the paper with no published parameter or MAC count; "
+                         "official config with channels 40, 80, 160, 320; " + _CURRENT),
+    "repvit_m0_9": _spec("repvit_m0_9", "M0.9", 5.489, 5.067, 0.82, 78.7, 0.9, _CURRENT),
+    "repvit_m1_0": _spec("repvit_m1_0", "M1.0", 7.303, 6.810, 1.11, 80.0, 1.0, _CURRENT),
+    "repvit_m1_1": _spec("repvit_m1_1", "M1.1", 8.803, 8.244, 1.34, 80.7, 1.1, _CURRENT),
+    "repvit_m1_5": _spec("repvit_m1_5", "M1.5", 14.644, 14.050, 2.27, 82.3, 1.5, _CURRENT),
+    "repvit_m2_3": _spec("repvit_m2_3", "M2.3", 23.689, 22.927, 4.52, 83.3, 2.3, _CURRENT),
+    "repvit_m1": _spec("repvit_m1", "M1", 5.485, 5.067, 0.82, 78.5, 0.87, _LEGACY),
+    "repvit_m2": _spec("repvit_m2", "M2", 8.798, 8.244, 1.34, 80.6, 1.17, _LEGACY),
+    "repvit_m3": _spec("repvit_m3", "M3", 10.683, 10.116, 1.86, 81.4, 1.37, _LEGACY),
+}
+
+
+def build(name: str, num_classes: int = 1000, distillation: bool = True, drop_path_rate: float = 0.0) -> RepViT:
+    """Build a registered RepViT variant in training form."""
+    variant = VARIANTS[name]
+    cfgs = _stages(variant["widths"], variant["se"])
+    return RepViT(cfgs, num_classes=num_classes, distillation=distillation,
+                  legacy_dw=variant.get("legacy_dw", False), drop_path_rate=drop_path_rate)

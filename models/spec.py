@@ -1,0 +1,64 @@
+"""The I/O contract and reference figures a model declares (its ``ModelSpec``).
+
+Export and profiling read a model only through this contract: input shape, layout, dtype,
+normalization, seeded sample inputs, and the figures its paper reports.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a registered model is, what it takes, and what its paper reports."""
+
+    name: str  # registry name, e.g. "repvit_m1"
+    family: str  # family file under models/, e.g. "repvit"
+    variant: str  # variant label as the paper writes it, e.g. "M1.0"
+    paper: str  # paper title and venue
+    reference_impl: str  # URL of the official implementation the model follows
+    input_size: tuple[int, int, int] = (3, 224, 224)  # (channels, height, width) of one image
+    layout: str = "NCHW"  # memory layout of the input tensor
+    dtype: str = "float32"  # input element type
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # per-channel mean of 0..1 pixels
+    std: tuple[float, float, float] = IMAGENET_STD  # per-channel std of 0..1 pixels
+    num_classes: int = 1000  # classifier outputs
+    input_name: str = "image"  # name of the single input in exported graphs
+    output_name: str = "logits"  # name of the single output in exported graphs
+    params_m: float | None = None  # reference parameter count, millions, training form
+    deploy_params_m: float | None = None  # reference parameter count after reparameterization
+    gmacs: float | None = None  # reference multiply-accumulates at input_size, billions
+    top1: float | None = None  # published ImageNet-1k top-1 accuracy, percent
+    published_latency_ms: float | None = None  # latency the paper reports, milliseconds
+    published_latency_device: str | None = None  # device and runtime of that latency
+    notes: str = ""  # anything a user should know (which table, which training recipe)
+    extra: dict = field(default_factory=dict)  # family-specific facts, JSON-serialisable
+
+    def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
+        """The NCHW shape of a batch of inputs."""
+        return (batch, *self.input_size)
+
+    def sample_inputs(self, count: int = 3, seed: int = 0, batch: int = 1) -> list[torch.Tensor]:
+        """Seeded, normalized inputs: uniform pixels in [0, 1] pushed through mean/std."""
+        generator = torch.Generator().manual_seed(seed)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        inputs = []
+        for _ in range(count):
+            pixels = torch.rand(self.input_shape(batch), generator=generator)
+            inputs.append((pixels - mean) / std)
+        return inputs
+
+    def with_input_size(self, height: int, width: int | None = None) -> "ModelSpec":
+        """A copy of this spec for another spatial size (MACs no longer the paper's)."""
+        width = height if width is None else width
+        return dataclasses.replace(self, input_size=(self.input_size[0], height, width), gmacs=None)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,1 @@
+"""Real-latency profiling: the measurement protocol, runners, the results store, and reports."""
