@@ -1,0 +1,85 @@
+"""Find a reusable exported artifact for (model, format, precision, input size), or export one.
+
+Profiling knows an export only through its manifest: an existing artifact is reused when its
+manifest says the same model, format and precision, the deploy form, the requested input size,
+and the file on disk still has the manifest's sha256. Otherwise the format's exporter
+(``export.<fmt>.export``, parity gate included) writes a new one.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from pathlib import Path
+
+from export.artifact import MANIFEST_SUFFIX, Artifact, load_artifact
+
+DEFAULT_ARTIFACTS = Path("artifacts")
+EXPORT_FORMATS = ("onnx", "tflite", "coreml")
+
+
+def spatial_size(artifact: Artifact) -> tuple[int, int]:
+    """(height, width) of the artifact's input, whatever its layout."""
+    shape = artifact.input_shape
+    return (shape[1], shape[2]) if artifact.input_layout == "NHWC" else (shape[-2], shape[-1])
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_artifact(artifacts_dir: Path, model: str, format_name: str, precision: str,
+                  input_size: tuple[int, int]) -> Artifact | None:
+    """The newest intact artifact under ``artifacts_dir`` whose manifest matches, or None."""
+    candidates = []
+    for manifest in Path(artifacts_dir).rglob(f"*{MANIFEST_SUFFIX}"):
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue  # a half-written or foreign file: never reuse it
+        if (data.get("model"), data.get("format"), data.get("precision")) != (model, format_name, precision):
+            continue
+        artifact_path = manifest.with_name(manifest.name[:-len(MANIFEST_SUFFIX)])
+        try:
+            artifact = load_artifact(artifact_path)
+        except (TypeError, FileNotFoundError):
+            continue
+        if not artifact.reparameterized or spatial_size(artifact) != tuple(input_size):
+            continue
+        if artifact.options.get("nhwc") or artifact.options.get("dynamic_batch") or artifact.options.get("image_input"):
+            continue  # measured configurations use the default I/O
+        if artifact_path.is_file():
+            if file_sha256(artifact_path) != artifact.sha256:
+                continue  # modified since export: the parity figures no longer describe it
+        elif not artifact_path.is_dir():
+            continue
+        candidates.append(artifact)
+    return max(candidates, key=lambda a: a.created_at) if candidates else None
+
+
+def ensure_artifact(model: str, format_name: str, precision: str = "fp32", input_size: tuple[int, int] | None = None,
+                    artifacts_dir: Path = DEFAULT_ARTIFACTS, reexport: bool = False,
+                    weights: str | None = None) -> tuple[Artifact, bool]:
+    """An artifact to measure and whether it was exported now (False: reused from disk)."""
+    import models
+
+    if format_name not in EXPORT_FORMATS:
+        raise ValueError(f"format {format_name!r} has no exporter; choose from {', '.join(EXPORT_FORMATS)}")
+    spec = models.model_spec(model)
+    if input_size is not None:
+        spec = spec.with_input_size(*input_size)
+    size = (spec.input_size[1], spec.input_size[2])
+    if not reexport and weights is None:
+        found = find_artifact(artifacts_dir, model, format_name, precision, size)
+        if found is not None:
+            return found, False
+    exporter = importlib.import_module(f"export.{format_name}")
+    network = models.create_model(model, weights=weights)
+    options = {"precision": precision}
+    if input_size is not None:
+        options["input_size"] = tuple(input_size)
+    return exporter.export(network, spec, Path(artifacts_dir), **options), True

@@ -1,0 +1,78 @@
+"""Helpers the subcommands share: the error they raise, list options, and the results table."""
+from __future__ import annotations
+
+from rich.table import Table
+
+from profiling.result import LatencyResult
+
+
+class CliError(RuntimeError):
+    """A user error: the message says what was wrong and what to do. Printed without a traceback."""
+
+
+def split_list(text: str | None, choices: tuple[str, ...] | None = None, what: str = "value") -> list[str]:
+    """``"onnx,tflite"`` -> ``["onnx", "tflite"]``, each checked against ``choices`` when given."""
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    if choices is not None:
+        bad = [item for item in items if item not in choices]
+        if bad:
+            raise CliError(f"unknown {what} {', '.join(map(repr, bad))}; choose from {', '.join(choices)}")
+    return items
+
+
+def split_ints(text: str | None, what: str = "value") -> list[int]:
+    try:
+        values = [int(item) for item in split_list(text)]
+    except ValueError:
+        raise CliError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise CliError(f"{what} must be >= 1, got {text!r}")
+    return values
+
+
+def fmt(value, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def configuration(result: LatencyResult) -> str:
+    """The runtime configuration in one short cell: threads and compute unit / delegate."""
+    parts = [f"{result.threads}t" if result.threads else "default threads"]
+    if result.compute_unit:
+        parts.append(result.compute_unit)
+    return " ".join(parts)
+
+
+def results_table(results: list[LatencyResult], title: str) -> Table:
+    """The results as a rich table: one row per measurement, unstable ones flagged in red."""
+    table = Table(title=title)
+    for column, justify in (("id", "right"), ("run", "left"), ("model", "left"), ("format", "left"),
+                            ("runtime", "left"), ("config", "left"), ("device", "left"),
+                            ("median ms", "right"), ("p90 ms", "right"), ("trimmed ms", "right"),
+                            ("cv", "right"), ("runs", "right"), ("stable", "left")):
+        table.add_column(column, justify=justify)
+    for r in results:
+        stable = "[red]UNSTABLE: " + "; ".join(r.stats.unstable_reasons) + "[/red]" if r.stats.unstable else "yes"
+        table.add_row(fmt(r.id, "{}"), (r.run_id or "-")[:22], r.model, f"{r.format}/{r.precision}",
+                      f"{r.runtime} {r.runtime_version}", configuration(r), r.device.name,
+                      fmt(r.stats.median_ms), fmt(r.stats.p90_ms), fmt(r.stats.trimmed_mean_ms),
+                      fmt(r.stats.cv, "{:.3f}"), str(r.stats.count), stable)
+    return table
+
+
+def flat_record(result: LatencyResult) -> dict:
+    """One result as a flat dict for CSV (samples and nested fields left out; JSON keeps them)."""
+    stats = result.stats
+    return {
+        "id": result.id, "run_id": result.run_id, "created_at": result.created_at, "model": result.model,
+        "format": result.format, "precision": result.precision, "reparameterized": result.reparameterized,
+        "runtime": result.runtime, "runtime_version": result.runtime_version, "device_kind": result.device.kind,
+        "device_name": result.device.name, "device_soc": result.device.soc, "device_os": result.device.os,
+        "device_cores": result.device.cores, "compute_unit": result.compute_unit, "threads": result.threads,
+        "input_shape": "x".join(map(str, result.input_shape)), "warmup_runs": result.warmup_runs,
+        "runs": stats.count, "median_ms": stats.median_ms, "mean_ms": stats.mean_ms, "min_ms": stats.min_ms,
+        "max_ms": stats.max_ms, "p90_ms": stats.p90_ms, "p99_ms": stats.p99_ms, "std_ms": stats.std_ms,
+        "cv": stats.cv, "trimmed_mean_ms": stats.trimmed_mean_ms, "drift": stats.drift,
+        "unstable": stats.unstable, "unstable_reasons": "; ".join(stats.unstable_reasons),
+        "params": result.params, "macs": result.macs, "artifact_sha256": result.artifact_sha256,
+        "git_commit": result.git_commit,
+    }

@@ -1,0 +1,42 @@
+"""``python -m profiling report --out DIR``: a markdown report with PNG plots from the store."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from profiling.cli.common import CliError, split_list
+from profiling.store import Store
+
+HELP = "write a markdown report with PNG plots (latency per model, vs GMACs/params, top-1 Pareto, papers)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default reports/)")
+    parser.add_argument("--run", help="only this run (id, unique prefix, 'latest', 'latest~N'); default: all")
+    parser.add_argument("--model", help="model name(s), comma-separated")
+    parser.add_argument("--runtime", help="runtime(s), comma-separated")
+    parser.add_argument("--device", help="device name(s), comma-separated")
+    parser.add_argument("--title", default="mobilelat latency report", help="report title")
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    from profiling.report import build_report
+
+    if not args.db.exists():
+        raise CliError(f"no results database at {args.db}; measure first (`python -m profiling run MODEL`) "
+                       f"or pass --db PATH")
+    with Store(args.db) as store:
+        run_id = store.resolve_run(args.run) if args.run else None
+        results = store.query(run_id=run_id, model=split_list(args.model) or None,
+                              runtime=split_list(args.runtime) or None, device=split_list(args.device) or None)
+    if not results:
+        raise CliError(f"no stored measurement matches the filters in {args.db}; `python -m profiling show` lists them")
+    source = f"Source: `{args.db}`" + (f", run `{run_id}`" if run_id else ", all runs")
+    try:
+        path = build_report(results, args.out, title=args.title, source=source)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    console.print(f"report written: {path} ({len(results)} measurement(s); plots beside it)")
+    return 0

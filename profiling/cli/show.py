@@ -1,0 +1,76 @@
+"""``python -m profiling show``: stored results as a table, CSV or JSON, filtered."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from profiling.cli.common import CliError, flat_record, results_table, split_list
+from profiling.store import Store
+
+HELP = "show stored results (filter by model, format, runtime, run, device) as a table, CSV or JSON"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model name(s), comma-separated")
+    parser.add_argument("--format", help="artifact format(s): onnx, tflite, coreml, torch")
+    parser.add_argument("--runtime", help="runtime(s): onnxruntime, litert, torch, coreml, ...")
+    parser.add_argument("--precision", help="precision(s): fp32, fp16, int8_dynamic, int8_full")
+    parser.add_argument("--device", help="device name(s) (host CPU model or phone model)")
+    parser.add_argument("--run", help="run id, unique prefix, 'latest' or 'latest~N'")
+    parser.add_argument("--limit", type=int, help="at most this many rows (the most recent)")
+    parser.add_argument("--as", dest="output", choices=("table", "csv", "json"), default="table",
+                        help="output format (json includes every sample)")
+    parser.add_argument("--runs", action="store_true", help="list the runs instead of measurements")
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    if not args.db.exists():
+        raise CliError(f"no results database at {args.db}; measure something first "
+                       f"(`python -m profiling run MODEL`) or pass --db PATH")
+    with Store(args.db) as store:
+        if args.runs:
+            return _show_runs(store.runs(), args.output, console)
+        filters = {name: split_list(getattr(args, name)) or None
+                   for name in ("model", "format", "runtime", "precision", "device")}
+        filters["run_id"] = store.resolve_run(args.run) if args.run else None
+        results = store.query(**filters)
+    if args.limit is not None:
+        results = results[-args.limit:] if args.limit > 0 else []
+    if args.output == "json":
+        json.dump([r.to_dict() for r in results], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif args.output == "csv":
+        records = [flat_record(r) for r in results]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["id"])
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        console.print(results_table(results, f"{len(results)} result(s) in {args.db}"))
+        unstable = sum(r.stats.unstable for r in results)
+        if unstable:
+            console.print(f"[red]{unstable} result(s) flagged unstable[/red] (high CV or drift between rounds)")
+    return 0
+
+
+def _show_runs(runs: list[dict], output: str, console: Console) -> int:
+    if output == "json":
+        json.dump(runs, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif output == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(runs[0]) if runs else ["run_id"])
+        writer.writeheader()
+        writer.writerows(runs)
+    else:
+        table = Table(title=f"{len(runs)} run(s)")
+        for column in ("run_id", "started_at", "measurements", "label", "device_name", "git_commit", "command"):
+            table.add_column(column)
+        for run in runs:
+            table.add_row(*(str(run.get(c) or "") for c in ("run_id", "started_at", "measurements", "label",
+                                                               "device_name", "git_commit", "command")))
+        console.print(table)
+    return 0
