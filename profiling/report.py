@@ -107,6 +107,9 @@ def _write_atomic(path: Path, write) -> None:
     os.close(handle)
     try:
         write(Path(temp_name))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)  # mkstemp creates 0600; a report is for reading
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -323,7 +323,7 @@ class Store:
         """Every run, oldest first, with how many measurements it holds."""
         rows = self._connection.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM measurements m WHERE m.run_id = r.run_id) AS measurements "
-            "FROM runs r ORDER BY r.started_at, r.run_id").fetchall()
+            "FROM runs r ORDER BY r.started_at, r.rowid").fetchall()
         return [dict(row) for row in rows]
 
     def resolve_run(self, reference: str) -> str:

@@ -1,0 +1,103 @@
+"""Reports and run comparison on hand-made measurements with known answers."""
+from __future__ import annotations
+
+import pytest
+
+from profiling.__main__ import main as cli
+from profiling.compare import bucket_of, compare_runs
+from profiling.report import build_report, pareto_front
+from profiling.store import Store
+from test_store import make_result
+
+pytestmark = pytest.mark.fast
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# registry names with a published top-1, GMACs and latency; (macs, median ms) chosen so the
+# latency ranking disagrees with the MAC ranking in exactly one swap
+POINTS = {"repvit_m0_9": (0.82e9, 3.0), "repvit_m1_0": (1.11e9, 2.0), "repvit_m1_1": (1.34e9, 4.0),
+          "repvit_m1_5": (2.28e9, 5.0)}
+
+
+def fill(store: Store, run_id: str, scale: float = 1.0, runtime: str = "onnxruntime") -> None:
+    store.insert_many([make_result(model=m, runtime=runtime, run_id=run_id, median=ms * scale, macs=macs,
+                                   params=int(macs / 150))
+                       for m, (macs, ms) in POINTS.items()])
+
+
+def test_pareto_front():
+    points = [("a", 1.0, 70.0), ("b", 2.0, 69.0), ("c", 2.5, 75.0), ("d", 3.0, 74.0), ("e", 4.0, 80.0)]
+    assert [p[0] for p in pareto_front(points)] == ["a", "c", "e"]
+
+
+def test_report_writes_markdown_and_non_empty_pngs(tmp_path):
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        fill(store, "run-1")
+        fill(store, "run-1", scale=0.5, runtime="litert")
+    out = tmp_path / "report"
+    assert cli(["report", "--db", str(db), "--out", str(out)]) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["latency_by_model.png", "latency_vs_gmacs.png", "latency_vs_params.png",
+                                      "top1_vs_latency.png"]
+    for png in pngs:
+        data = png.read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, png
+    markdown = (out / "report.md").read_text()
+    # ranks by MACs 1 2 3 4, by latency 2 1 3 4: rho = 1 - 6 * 2 / (4 * 15) = 0.8
+    assert "| onnxruntime 1t | 4 | +0.800 | +0.800 |" in markdown
+    assert "| litert 1t | 4 | +0.800 | +0.800 |" in markdown
+    # repvit_m1_0 is fastest and more accurate than m0_9: m0_9 is not on the front
+    front_line = next(line for line in markdown.splitlines() if line.startswith("- onnxruntime 1t:"))
+    assert "repvit_m1_0" in front_line and "repvit_m0_9" not in front_line
+    # the paper's 1.0 ms beside ours (columns sorted: litert, then onnxruntime)
+    row = next(line for line in markdown.splitlines() if line.startswith("| repvit_m1_0 | 1 | iPhone 12"))
+    assert row.endswith("| 1.000 | 2.000 |")
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_report_refuses_an_empty_selection(tmp_path):
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        fill(store, "run-1")
+    assert cli(["report", "--db", str(db), "--out", str(tmp_path / "o"), "--model", "nothing"]) == 2
+    with pytest.raises(ValueError, match="no measurements"):
+        build_report([], tmp_path / "o")
+
+
+def test_buckets():
+    assert [bucket_of(s) for s in (2.5, 2.0, 1.6, 1.25, 1.1, 1.05, 0.95, 1 / 1.2)] == \
+        [">=2x", ">=2x", ">=1.5x", ">=1.2x", ">=1.1x", "same", "same", "slower"]
+
+
+def test_compare_matches_configurations_and_flags_regressions():
+    run_a = [make_result(model="m1", median=4.0), make_result(model="m2", median=3.0),
+             make_result(model="m3", median=2.0), make_result(model="only_a", median=1.0)]
+    run_b = [make_result(model="m1", median=2.0), make_result(model="m2", median=3.1),
+             make_result(model="m3", median=2.5), make_result(model="m3", threads=2, median=1.0)]
+    comparisons, only_a, only_b = compare_runs(run_a, run_b, threshold=1.1)
+    by_model = {c.key[0]: c for c in comparisons}
+    assert set(by_model) == {"m1", "m2", "m3"}  # m3 with 2 threads has no partner in A
+    assert by_model["m1"].speedup == pytest.approx(2.0) and by_model["m1"].bucket == ">=2x"
+    assert by_model["m2"].bucket == "same" and not by_model["m2"].regression
+    assert by_model["m3"].speedup == pytest.approx(0.8) and by_model["m3"].regression
+    assert [k[0] for k in only_a] == ["only_a"] and [(k[0], k[5]) for k in only_b] == [("m3", 2)]
+    assert not any(c.regression for c in compare_runs(run_a, run_b, threshold=1.3)[0])
+    with pytest.raises(ValueError, match="threshold"):
+        compare_runs(run_a, run_b, threshold=0.9)
+
+
+def test_compare_cli_exit_codes(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        fill(store, "base")
+        fill(store, "faster", scale=0.5)
+        fill(store, "slower", scale=1.3)
+        store.insert(make_result(model="elsewhere", run_id="disjoint"))
+    assert cli(["compare", "base", "faster", "--db", str(db)]) == 0
+    assert ">=2x: 4" in capsys.readouterr().out
+    assert cli(["compare", "base", "slower", "--db", str(db)]) == 1
+    assert "4 regression(s)" in capsys.readouterr().out
+    assert cli(["compare", "base", "slower", "--db", str(db), "--threshold", "1.5"]) == 0
+    assert cli(["compare", "base", "disjoint", "--db", str(db)]) == 3
+    assert cli(["compare", "base", "nonexistent", "--db", str(db)]) == 2
+    assert cli(["compare", "base", "latest", "--db", str(db)]) == 3  # latest = disjoint (inserted last)
