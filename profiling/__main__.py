@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    console = Console()
+    args.argv = argv  # recorded with a run as the command that made it
+    # piped or captured output is not wrapped at 80 columns: the tables are wide
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     from models import UnknownModelError  # imported here: models imports torch
 
     try:

@@ -44,18 +44,26 @@ def configuration(result: LatencyResult) -> str:
 
 def results_table(results: list[LatencyResult], title: str) -> Table:
     """The results as a rich table: one row per measurement, unstable ones flagged in red."""
+    devices = sorted({r.device.name for r in results})
+    if len(devices) == 1:
+        title += f" on {devices[0]}"
     table = Table(title=title)
-    for column, justify in (("id", "right"), ("run", "left"), ("model", "left"), ("format", "left"),
-                            ("runtime", "left"), ("config", "left"), ("device", "left"),
-                            ("median ms", "right"), ("p90 ms", "right"), ("trimmed ms", "right"),
-                            ("cv", "right"), ("runs", "right"), ("stable", "left")):
+    columns = [("id", "right"), ("model", "left"), ("format", "left"), ("runtime", "left"), ("config", "left")]
+    if len(devices) > 1:
+        columns.append(("device", "left"))
+    columns += [("median ms", "right"), ("p90 ms", "right"), ("trimmed", "right"), ("cv", "right"),
+                ("runs", "right"), ("stable", "left")]
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for r in results:
-        stable = "[red]UNSTABLE: " + "; ".join(r.stats.unstable_reasons) + "[/red]" if r.stats.unstable else "yes"
-        table.add_row(fmt(r.id, "{}"), (r.run_id or "-")[:22], r.model, f"{r.format}/{r.precision}",
-                      f"{r.runtime} {r.runtime_version}", configuration(r), r.device.name,
-                      fmt(r.stats.median_ms), fmt(r.stats.p90_ms), fmt(r.stats.trimmed_mean_ms),
-                      fmt(r.stats.cv, "{:.3f}"), str(r.stats.count), stable)
+        stable = f"[red]NO: {', '.join(x.split(' >')[0] for x in r.stats.unstable_reasons)}[/red]" \
+            if r.stats.unstable else "yes"
+        row = [fmt(r.id, "{}"), r.model, f"{r.format}/{r.precision}", r.runtime, configuration(r)]
+        if len(devices) > 1:
+            row.append(r.device.name)
+        row += [fmt(r.stats.median_ms), fmt(r.stats.p90_ms), fmt(r.stats.trimmed_mean_ms), fmt(r.stats.cv, "{:.3f}"),
+                str(r.stats.count), stable]
+        table.add_row(*row)
     return table
 
 

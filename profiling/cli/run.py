@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,7 +177,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     artifact_cache: dict = {}
     with Store(args.db) as store:
         run_id = store.start_run(args.run_id, label=args.label,
-                                 command="python -m profiling " + shlex.join(sys.argv[1:]))
+                                 command="python -m profiling " + shlex.join(args.argv))
         console.print(f"run [bold]{run_id}[/bold]: {len(jobs)} measurement(s) into {args.db}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:

@@ -1,0 +1,122 @@
+"""``python -m profiling`` end to end: run (reusing or exporting artifacts), show, report, errors."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from profiling.__main__ import main as cli
+from profiling.artifacts import find_artifact
+from profiling.store import Store
+from test_profiling_runners import tiny_onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--runs", "5", "--min-secs", "0", "--warmup", "1", "--warmup-secs", "0", "--rounds", "2"]
+
+
+@pytest.fixture(scope="module")
+def artifacts_dir(tmp_path_factory) -> Path:
+    """A tiny 32x32 ONNX artifact whose manifest says repvit_m0_6 (stands in for a finished export)."""
+    folder = tmp_path_factory.mktemp("artifacts")
+    (folder / "repvit_m0_6").mkdir()
+    tiny_onnx(folder / "repvit_m0_6", model="repvit_m0_6")
+    return folder
+
+
+@pytest.mark.fast
+def test_run_reuses_a_matching_artifact_and_show_reads_it_back(artifacts_dir, tmp_path, capsys):
+    db = tmp_path / "latency.db"
+    code = cli(["run", "repvit_m0_6", "--formats", "onnx", "--threads", "1,2", "--input-size", "32",
+                "--artifacts", str(artifacts_dir), "--db", str(db), "--label", "cli test", *QUICK])
+    assert code == 0, capsys.readouterr().out
+    with Store(db) as store:
+        results = store.query()
+        (run,) = store.runs()
+    assert [r.threads for r in results] == [1, 2]
+    sha = json.loads((artifacts_dir / "repvit_m0_6" / "repvit_m0_6.onnx.manifest.json").read_text())["sha256"]
+    assert all(r.artifact_sha256 == sha and r.extra["exported_now"] is False for r in results)
+    assert all(r.stats.count == 10 and r.input_shape == [1, 3, 32, 32] for r in results)
+    assert run["label"] == "cli test" and run["measurements"] == 2 and "--threads 1,2" in run["command"]
+    capsys.readouterr()
+
+    assert cli(["show", "--db", str(db), "--as", "json", "--run", "latest"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [row["threads"] for row in shown] == [1, 2]
+    assert sum(map(len, shown[0]["samples_ms"])) == 10 and shown[0]["stats"]["median_ms"] > 0
+
+    assert cli(["show", "--db", str(db), "--as", "csv", "--model", "repvit_m0_6"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 2 and float(rows[0]["median_ms"]) == pytest.approx(results[0].stats.median_ms)
+
+    assert cli(["show", "--db", str(db), "--runtime", "litert"]) == 0
+    assert "0 result(s)" in capsys.readouterr().out
+
+
+@pytest.mark.fast
+def test_a_tampered_artifact_is_not_reused(artifacts_dir, tmp_path):
+    assert find_artifact(artifacts_dir, "repvit_m0_6", "onnx", "fp32", (32, 32)) is not None
+    assert find_artifact(artifacts_dir, "repvit_m0_6", "onnx", "fp32", (64, 64)) is None  # other size
+    assert find_artifact(artifacts_dir, "repvit_m0_6", "onnx", "fp16", (32, 32)) is None  # other precision
+    copy = tmp_path / "copy"
+    shutil.copytree(artifacts_dir, copy)
+    with open(copy / "repvit_m0_6" / "repvit_m0_6.onnx", "ab") as handle:
+        handle.write(b"\0")
+    assert find_artifact(copy, "repvit_m0_6", "onnx", "fp32", (32, 32)) is None
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("argv, message", [
+    (["run", "repvit_m0_66"], "repvit_m0_6"),  # unknown model: closest names listed
+    (["run", "repvit_m0_6", "--formats", "onnx,paddle"], "unknown format 'paddle'"),
+    (["run", "repvit_m0_6", "--threads", "0"], "--threads must be >= 1"),
+    (["run", "repvit_m0_6", "--rounds", "0"], "rounds=0"),
+    (["run"], "name at least one MODEL"),
+    (["show"], "no results database"),
+    (["compare", "a", "b"], "no results database"),
+])
+def test_user_errors_exit_2_with_a_message(argv, message, tmp_path, capsys):
+    assert cli([*argv, "--db", str(tmp_path / "missing.db")]) == 2
+    assert message in capsys.readouterr().out.replace("\n", " ")
+
+
+@pytest.mark.fast
+@pytest.mark.skipif(sys.platform == "darwin", reason="checks the non-macOS refusal")
+def test_coreml_on_linux_is_refused_before_any_work(tmp_path, capsys):
+    assert cli(["run", "repvit_m0_6", "--formats", "coreml", "--db", str(tmp_path / "r.db")]) == 2
+    assert "needs macOS" in capsys.readouterr().out
+    assert not (tmp_path / "r.db").exists()
+
+
+@pytest.mark.slow
+def test_end_to_end_export_measure_report(tmp_path):
+    """The real thing on the smallest model: export through the parity gate, measure, report."""
+    db, artifacts, out = tmp_path / "latency.db", tmp_path / "artifacts", tmp_path / "report"
+    command = [sys.executable, "-m", "profiling", "run", "repvit_m0_6", "--formats", "onnx,torch",
+               "--db", str(db), "--artifacts", str(artifacts), *QUICK]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Store(db) as store:
+        results = {r.format: r for r in store.query()}
+    assert set(results) == {"onnx", "torch"}
+    onnx = results["onnx"]
+    assert onnx.extra["exported_now"] is True and Path(onnx.artifact_path).is_file()
+    assert onnx.reparameterized and onnx.input_shape == [1, 3, 224, 224] and onnx.stats.median_ms > 0
+    assert results["torch"].params == onnx.params  # both measured the deploy form
+    # a second run reuses the artifact instead of exporting again
+    again = subprocess.run([*command, "--formats", "onnx"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with Store(db) as store:
+        latest = store.query(run_id=store.resolve_run("latest"))
+    assert [r.extra["exported_now"] for r in latest] == [False]
+    assert latest[0].artifact_sha256 == onnx.artifact_sha256
+    report = subprocess.run([sys.executable, "-m", "profiling", "report", "--db", str(db), "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert all((out / name).stat().st_size > 5000 for name in ("latency_by_model.png", "top1_vs_latency.png"))
+    assert "repvit_m0_6" in (out / "report.md").read_text()
