@@ -110,7 +110,7 @@ _COLUMNS = (
 _STAT_FIELDS = ("median_ms", "mean_ms", "min_ms", "max_ms", "p90_ms", "p99_ms", "std_ms", "cv",
                 "trimmed_mean_ms", "drift")
 # filters query() accepts -> column
-_FILTERS = {"model": "model", "format": "format", "runtime": "runtime", "precision": "precision",
+_FILTERS = {"id": "id", "model": "model", "format": "format", "runtime": "runtime", "precision": "precision",
             "run_id": "run_id", "device": "device_name", "device_kind": "device_kind",
             "threads": "threads", "compute_unit": "compute_unit"}
 
@@ -296,7 +296,7 @@ class Store:
     # -- reads ----------------------------------------------------------------------------------
 
     def query(self, limit: int | None = None, **filters) -> list[LatencyResult]:
-        """Stored results, oldest first; filters: model, format, runtime, precision, run_id, device,
+        """Stored results, oldest first; filters: id, model, format, runtime, precision, run_id, device,
         device_kind, threads, compute_unit (a list or tuple matches any of its values)."""
         unknown = set(filters) - set(_FILTERS)
         if unknown:

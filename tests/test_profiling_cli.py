@@ -33,7 +33,8 @@ def artifacts_dir(tmp_path_factory) -> Path:
 def test_run_reuses_a_matching_artifact_and_show_reads_it_back(artifacts_dir, tmp_path, capsys):
     db = tmp_path / "latency.db"
     code = cli(["run", "repvit_m0_6", "--formats", "onnx", "--threads", "1,2", "--input-size", "32",
-                "--artifacts", str(artifacts_dir), "--db", str(db), "--label", "cli test", *QUICK])
+                "--artifacts", str(artifacts_dir), "--db", str(db), "--label", "cli test", "--op-profile",
+                "--graph-opt", "basic", *QUICK])
     assert code == 0, capsys.readouterr().out
     with Store(db) as store:
         results = store.query()
@@ -56,6 +57,11 @@ def test_run_reuses_a_matching_artifact_and_show_reads_it_back(artifacts_dir, tm
 
     assert cli(["show", "--db", str(db), "--runtime", "litert"]) == 0
     assert "0 result(s)" in capsys.readouterr().out
+
+    assert cli(["show", "--db", str(db), "--ops", str(results[1].id), "--as", "json"]) == 0
+    by_type = {row["op_type"]: row for row in json.loads(capsys.readouterr().out)["by_op_type"]}
+    assert by_type["Conv"]["nodes"] == 2 and by_type["Conv"]["ms_per_run"] > 0  # the tiny model's two convs
+    assert cli(["show", "--db", str(db), "--ops", "999"]) == 2
 
 
 @pytest.mark.fast

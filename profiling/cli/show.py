@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as", dest="output", choices=("table", "csv", "json"), default="table",
                         help="output format (json includes every sample)")
     parser.add_argument("--runs", action="store_true", help="list the runs instead of measurements")
+    parser.add_argument("--ops", type=int, metavar="ID",
+                        help="the per-op-type profile of measurement ID (recorded with `run --op-profile`)")
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
@@ -35,6 +37,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
     with Store(args.db) as store:
         if args.runs:
             return _show_runs(store.runs(), args.output, console)
+        if args.ops is not None:
+            return _show_ops(store, args.ops, args.output, console)
         filters = {name: split_list(getattr(args, name)) or None
                    for name in ("model", "format", "runtime", "precision", "device")}
         filters["run_id"] = store.resolve_run(args.run) if args.run else None
@@ -73,4 +77,33 @@ def _show_runs(runs: list[dict], output: str, console: Console) -> int:
             table.add_row(*(str(run.get(c) or "") for c in ("run_id", "started_at", "measurements", "label",
                                                                "device_name", "git_commit", "command")))
         console.print(table)
+    return 0
+
+
+def _show_ops(store: Store, row_id: int, output: str, console: Console) -> int:
+    matches = store.query(id=row_id)
+    if not matches:
+        raise CliError(f"no measurement with id {row_id} in {store.path}")
+    result = matches[0]
+    profile = result.extra.get("op_profile")
+    if not profile:
+        raise CliError(f"measurement {row_id} has no op profile; measure with `python -m profiling run MODEL "
+                       f"--formats onnx --op-profile`")
+    if output == "json":
+        json.dump(profile, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    if output == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=["op_type", "ms_per_run", "share", "nodes"])
+        writer.writeheader()
+        writer.writerows(profile["by_op_type"])
+        return 0
+    table = Table(title=f"{result.model} {result.runtime} {result.threads}t: kernel time by op type, "
+                        f"{profile['kernel_ms']:.3f} of {profile['model_run_ms']:.3f} ms per run "
+                        f"(profiled over {profile['runs']} runs)")
+    for column, justify in (("op type", "left"), ("ms / run", "right"), ("share", "right"), ("nodes", "right")):
+        table.add_column(column, justify=justify)
+    for row in profile["by_op_type"]:
+        table.add_row(row["op_type"], f"{row['ms_per_run']:.3f}", f"{row['share']:.1%}", str(row["nodes"]))
+    console.print(table)
     return 0
