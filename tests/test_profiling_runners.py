@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,22 @@ def test_coreml_runner_says_it_needs_macos(tmp_path):
         coreml.measure(artifact, QUICK, compute_units="CPU_ONLY")
     with pytest.raises(ValueError, match="CPU_AND_NE"):
         coreml.measure(artifact, QUICK, compute_units="NPU")
+
+
+@pytest.mark.fast
+def test_importing_profiling_imports_no_runtime():
+    code = ("import sys, profiling, profiling.store, profiling.report, profiling.__main__\n"
+            "from profiling.runners import onnxruntime, litert, coreml, torch_eager\n"
+            "profiling.__main__.build_parser()\n"
+            "print(sorted(m for m in ('onnxruntime', 'ai_edge_litert', 'coremltools', 'torch', 'matplotlib') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.fast
+def test_a_missing_runtime_gives_an_install_hint(onnx_artifact, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
+    with pytest.raises(RuntimeError, match="pip install onnxruntime"):
+        ort_runner.measure(onnx_artifact, QUICK)
