@@ -192,3 +192,19 @@ def test_a_missing_runtime_gives_an_install_hint(onnx_artifact, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
     with pytest.raises(RuntimeError, match="pip install onnxruntime"):
         ort_runner.measure(onnx_artifact, QUICK)
+
+
+@pytest.mark.fast
+def test_coreml_image_input_gets_the_same_pixels(onnx_artifact):
+    from profiling.runners import coreml
+
+    image_artifact = Artifact(**{**onnx_artifact.to_dict(), "path": onnx_artifact.path, "format": "coreml",
+                                 "options": {"image_input": True}})
+    (picture,) = coreml._feed(image_artifact).values()
+    pixels = np.asarray(picture, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
+    normalized = (pixels - np.asarray(IMAGENET_MEAN).reshape(1, 3, 1, 1)) / np.asarray(IMAGENET_STD).reshape(1, 3, 1, 1)
+    assert picture.size == (32, 32)
+    # 8-bit pixels: at most half a step (0.5 / 255) off before normalization
+    assert np.abs(normalized - artifact_input(onnx_artifact)).max() <= 0.5 / 255 / min(IMAGENET_STD) + 1e-6
+    (tensor,) = coreml._feed(Artifact(**{**onnx_artifact.to_dict(), "path": onnx_artifact.path})).values()
+    assert np.array_equal(tensor, artifact_input(onnx_artifact))
