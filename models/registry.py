@@ -20,6 +20,11 @@ from models.spec import ModelSpec
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "repvit": ("repvit_m0_6", "repvit_m0_9", "repvit_m1_0", "repvit_m1_1", "repvit_m1_5", "repvit_m2_3",
                "repvit_m1", "repvit_m2", "repvit_m3"),
+    "edgenext": ("edgenext_xx_small", "edgenext_x_small", "edgenext_small", "edgenext_base",
+                 "edgenext_xx_small_bn_hs", "edgenext_x_small_bn_hs", "edgenext_small_bn_hs"),
+    "edgevit": ("edgevit_xxs", "edgevit_xs", "edgevit_s"),
+    "efficientmod": ("efficientmod_xxs", "efficientmod_xs", "efficientmod_s", "efficientmod_s_conv"),
+    "mobilevit": ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s"),
 }
 
 _MODEL_TABLE: dict[str, str] = {name: family for family, names in _FAMILIES.items() for name in names}
