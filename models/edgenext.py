@@ -415,8 +415,8 @@ def _spec(name: str, variant: str, params_m: float, gmacs: float | None, top1: f
                      published_latency_device=LATENCY_DEVICE if latency_ms is not None else None, notes=notes)
 
 
-_MACS_NOTE = ("the official MAC count ({} M at 256x256, fvcore) includes the XCA matmuls over channels; "
-              "torch.utils.flop_counter counts the same convs, linears and matmuls")
+_MACS_NOTE = ("official MAC count {} M at 256x256 (fvcore, which also counts normalization layers); "
+              "torch.utils.flop_counter, counting convs, linears and the XCA matmuls only, gives about 1% less")
 _BN_HS = "BatchNorm + Hardswish instead of LayerNorm + GELU (official models/model.py); "
 SPECS: dict[str, ModelSpec] = {
     "edgenext_xx_small": _spec("edgenext_xx_small", "XX-S", 1.327, 0.261, 71.2, None,
