@@ -80,6 +80,9 @@ def op_conv(args: Args) -> np.ndarray:
                              str(args.get("pad_type", "valid")), args.get("pad"))
     bias = _torch(args["bias"]) if args.get("bias") is not None else None
     conv = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
+    if all(before == after for before, after in pairs):  # torch pads symmetrically itself (no copy)
+        return conv(x, weight, bias, stride=strides, padding=[before for before, _ in pairs],
+                    dilation=dilations, groups=int(args.get("groups", 1))).numpy()
     return conv(_pad_spatial(x, pairs), weight, bias, stride=strides, dilation=dilations,
                 groups=int(args.get("groups", 1))).numpy()
 
