@@ -23,6 +23,9 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("show", "profiling.cli.show"),
     ("report", "profiling.cli.report"),
     ("compare", "profiling.cli.compare"),
+    ("android", "profiling.android.cli"),
+    ("ios", "profiling.ios.cli"),
+    ("import", "profiling.importer"),
 ]
 
 
