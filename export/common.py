@@ -74,6 +74,7 @@ class FormatHandler:
     convert: Callable  # convert(model, spec, tmp_path, options) -> None: writes the artifact at tmp_path
     run: Callable  # run(path, inputs NCHW float32 normalized, spec, options) -> list of output arrays
     tool_versions: Callable  # tool_versions() -> {tool: version}
+    io_details: Callable | None = None  # io_details(path) -> dict of I/O dtypes/quantization, kept in the manifest
 
 
 class ExportError(RuntimeError):
@@ -302,7 +303,8 @@ def export_model(handler: FormatHandler, model: nn.Module, spec, out_dir: str | 
             params=_count_params(deploy), macs=_count_macs(deploy, spec),
             reparameterized=bool(options.reparameterize), sha256=sha256_of(tmp), size_bytes=size_on_disk(tmp),
             tool_versions=dict(handler.tool_versions()), git_commit=git_commit(), parity=report.to_dict(),
-            options={**options.to_dict(), "tolerance": tolerance.to_dict(), "convert_seconds": convert_seconds},
+            options={**options.to_dict(), "tolerance": tolerance.to_dict(), "convert_seconds": convert_seconds,
+                     "io": handler.io_details(tmp) if handler.io_details else {}},
             export_seconds=time.perf_counter() - started,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         tmp_manifest.write_text(json.dumps(artifact.to_dict(), indent=2, default=_json_default) + "\n")

@@ -1,0 +1,95 @@
+"""ONNX export: a static, checked, slimmed graph behind the parity gate (onnxruntime, CPU).
+
+``python -m export.onnx repvit_m1`` writes ``artifacts/repvit_m1/repvit_m1.onnx``.
+
+Exporter choice: torch 2.13's ``torch.onnx.export`` defaults to the ``torch.export``-based
+("dynamo") exporter, which needs ``onnxscript`` (not a dependency here) and, for these
+convolutional backbones, gives no better graph. We call the TorchScript exporter
+(``dynamo=False``): it traces to a static graph at the sample's shape, folds constants, and takes
+~2 s for repvit_m0_6. The graph is then checked with ``onnx.checker`` and cleaned with onnxslim
+(constant folding, dead nodes, shape inference), which leaves a graph of Conv/Add/Mul/Gemm etc.
+Static shapes by default (batch 1); ``--dynamic-batch`` makes only the batch dimension symbolic.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.common import ExportError, ExportOptions, FormatHandler, export_model, require
+
+MIN_OPSET = 17  # LayerNormalization is a single op from 17 on; older runtimes are not targets here
+
+
+def convert(model: nn.Module, spec, tmp_path: Path, options: ExportOptions) -> None:
+    """Trace ``model`` at the spec's input shape, check the graph, slim it, save at ``tmp_path``."""
+    onnx = require("onnx", "onnx")
+    onnxslim = require("onnxslim", "onnx")
+    if options.opset < MIN_OPSET:
+        raise ExportError(f"opset {options.opset} is too old", format="onnx", hint=f"use --opset {MIN_OPSET} or newer")
+    sample = spec.sample_inputs(count=1, seed=0)[0]
+    dynamic_axes = None
+    if options.dynamic_batch:
+        dynamic_axes = {spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the "legacy exporter" deprecation notice: chosen on purpose, see above
+        torch.onnx.export(model, (sample,), str(tmp_path), input_names=[spec.input_name],
+                          output_names=[spec.output_name], opset_version=options.opset,
+                          dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
+    graph = onnx.load(str(tmp_path))
+    onnx.checker.check_model(graph, full_check=True)
+    slimmed = onnxslim.slim(graph)
+    if slimmed is None:
+        raise ExportError("onnxslim returned no graph", format="onnx", hint="report it; the unslimmed graph was valid")
+    onnx.checker.check_model(slimmed, full_check=True)
+    onnx.save(slimmed, str(tmp_path))
+
+
+def session(path: str | Path, threads: int = 0):
+    """An onnxruntime CPU session (``threads=0``: onnxruntime's default)."""
+    ort = require("onnxruntime", "onnx")
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+
+
+def run(path: Path, inputs: list[np.ndarray], spec, options: ExportOptions) -> list[np.ndarray]:
+    """Outputs on normalized NCHW inputs; with a dynamic batch, all inputs go through as one batch."""
+    sess = session(path)
+    if options.dynamic_batch and len(inputs) > 1:
+        batch = np.concatenate(inputs, axis=0).astype(np.float32)
+        (logits,) = sess.run([spec.output_name], {spec.input_name: batch})
+        return list(np.split(logits, np.cumsum([x.shape[0] for x in inputs])[:-1], axis=0))
+    return [sess.run([spec.output_name], {spec.input_name: x.astype(np.float32)})[0] for x in inputs]
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"torch": torch.__version__, "exporter": "torch.onnx (TorchScript, dynamo=False)"}
+    for name in ("onnx", "onnxslim", "onnxruntime"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = "not installed"
+    return versions
+
+
+HANDLER = FormatHandler(name="onnx", suffix=".onnx", convert=convert, run=run, tool_versions=tool_versions)
+
+
+def export(model: nn.Module, spec, out_dir: str | Path = "artifacts", **options):
+    """Export ``model`` (training or deploy form) to ``out_dir/<model>/<model>.onnx``."""
+    return export_model(HANDLER, model, spec, Path(out_dir), ExportOptions(**options))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from export.cli import run_format_cli
+
+    return run_format_cli("onnx", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
