@@ -15,7 +15,7 @@ killed when it runs out) and turns adb's failure modes into exceptions that say 
 
 Remote exit codes: adb >= 1.0.36 on Android >= 7 (the shell v2 protocol) returns the remote exit
 status as ``adb shell``'s own. Older pairs always return 0, so every shell command is sent as
-``CMD; echo __rc=$?`` and the status is read from that last line, which works on both.
+``(CMD); echo __rc=$?`` and the status is read from that last line, which works on both.
 """
 from __future__ import annotations
 
@@ -246,8 +246,8 @@ class Adb:
 
         ``check=True`` raises :class:`RemoteCommandError` on a non-zero remote status.
         """
-        done = self._run(["shell", f"{command}; echo {_RC_MARKER}$?"], timeout_s)
-        output = done.stdout + (("\n" + done.stderr) if done.stderr.strip() else "")
+        # a subshell, so that an `exit N` in the command still lets the marker print
+        done = self._run(["shell", f"({command}); echo {_RC_MARKER}$?"], timeout_s)
         found = _RC_LINE.search(done.stdout.rstrip("\r\n ").replace("\r\n", "\n"))
         if found is None:
             # the marker never came back: the shell was cut off (or adb itself failed)
@@ -279,7 +279,8 @@ class Adb:
         done = self._run(["pull", remote, str(partial)], timeout_s or max(self.timeout_s, 300))
         if done.returncode != 0:
             partial.unlink(missing_ok=True)
-            if "does not exist" in done.stderr + done.stdout:
+            said = done.stderr + done.stdout
+            if "does not exist" in said or "No such file or directory" in said:  # old and current adb
                 raise AdbError(f"cannot pull {remote} from {self.serial}: no such file on the device")
             raise self._diagnose(done, f"`adb pull {remote}`")
         os.replace(partial, local)

@@ -40,7 +40,8 @@ def make_sandbox(root: Path, devices: dict[str, dict] | None = None) -> dict[str
     "battery_c": 31.2, "zones_c": {"cpu-0-0-usr": 38.5}}; default: one Pixel 7, serial SIM0001.
     """
     root = Path(root)
-    devices = devices or {"SIM0001": {}}
+    root.mkdir(parents=True, exist_ok=True)
+    devices = {"SIM0001": {}} if devices is None else devices
     table = {}
     for serial, spec in devices.items():
         spec = {"state": "device", "props": dict(PIXEL_PROPS), "max_freq_khz": PIXEL_MAX_FREQ_KHZ,

@@ -1,0 +1,195 @@
+"""Parsers of phone tool output, checked against verbatim samples from the tools' documentation.
+
+The samples live in tests/fixtures/benchmark_outputs/ (SOURCES.md says where each comes from);
+expected figures are read off the sample text by hand, converted from microseconds to ms.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from profiling.android.adb import (DeviceNoPermissions, DeviceOffline, DeviceUnauthorized, NoDeviceError,
+                                   choose_device, parse_devices)
+from profiling.android.parsers import (BenchmarkOutputError, parse_benchmark_model, parse_ort_perf_test,
+                                       parse_stat_line, strip_log_prefixes)
+from profiling.android.thermal import (ThermalReading, ThermalSettings, parse_battery_temperature,
+                                       parse_zone_lines, thermal_record)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_outputs"
+pytestmark = pytest.mark.fast
+
+
+def sample(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def test_current_format_with_percentiles():
+    result = parse_benchmark_model(sample("current_with_percentiles.txt"))
+    assert result.output_format == "current"
+    assert result.init_ms == pytest.approx(87.639)
+    assert result.first_inference_ms == pytest.approx(106.436)
+    assert result.warmup_avg_ms == pytest.approx(106.065)
+    assert result.inference_avg_ms == pytest.approx(105.784)
+    timed = result.inference
+    assert (timed.count, timed.first_ms, timed.curr_ms) == (50, pytest.approx(106.022), pytest.approx(105.780))
+    assert (timed.min_ms, timed.max_ms, timed.avg_ms, timed.std_ms) == (
+        pytest.approx(105.416), pytest.approx(106.528), pytest.approx(105.784), pytest.approx(0.260))
+    assert timed.percentiles_ms == {"p5": pytest.approx(105.485), "median": pytest.approx(105.718),
+                                    "p95": pytest.approx(106.281)}
+    assert result.warmup.count == 5 and result.warmup.avg_ms == pytest.approx(106.065)
+    assert (result.memory_init_mb, result.memory_overall_mb) == (pytest.approx(14.4414), pytest.approx(14.8164))
+    assert result.model_size_mb == pytest.approx(4.2761)
+    assert result.op_tables == {}
+
+
+def test_current_format_single_warmup_and_exponent_notation():
+    result = parse_benchmark_model(sample("current_single_warmup.txt"))
+    assert result.warmup_avg_ms == pytest.approx(1041.76)  # printed as 1.04176e+06 us
+    assert result.warmup.count == 1
+    assert result.warmup.min_ms == result.warmup.max_ms == result.warmup.avg_ms == pytest.approx(1041.765)
+    assert result.inference.count == 50 and result.inference.std_ms == pytest.approx(39.112)
+    assert result.inference.percentiles_ms == {}
+    assert result.memory_overall_mb == pytest.approx(109.848)
+
+
+def test_old_format_and_op_profiling_tables():
+    result = parse_benchmark_model(sample("old_format_op_profiling.txt"))
+    assert result.output_format == "old"
+    assert (result.warmup_avg_ms, result.init_ms, result.inference_avg_ms) == (
+        pytest.approx(83.235), pytest.approx(38.467), pytest.approx(79.7609))
+    # only the op profiler's "Timings (microseconds):" line is there; "Memory (bytes): count=0" is not a latency
+    assert result.inference.count == 50 and result.inference.avg_ms == pytest.approx(79.732)
+    run_order = result.op_tables["run_order"]
+    assert [row.node_type for row in run_order] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D"]
+    assert run_order[1].name == "MobilenetV1/MobilenetV1/Conv2d_1_depthwise/Relu6"
+    assert (run_order[1].start_ms, run_order[1].avg_ms, run_order[1].percent) == (
+        pytest.approx(4.270), pytest.approx(2.150), pytest.approx(0.054))
+    top = result.op_tables["top"]
+    assert top[0].avg_ms == pytest.approx(6.652) and top[0].cdf_percent == pytest.approx(0.167)
+    summary = result.op_tables["by_node_type"]
+    assert [(row.node_type, row.count) for row in summary] == [
+        ("CONV_2D", 15), ("DEPTHWISE_CONV_2D", 13), ("SOFTMAX", 1), ("RESHAPE", 1), ("AVERAGE_POOL_2D", 1)]
+    assert summary[0].avg_ms == pytest.approx(1.406) and summary[0].percent == pytest.approx(89.270)
+    assert summary[1].cdf_percent == pytest.approx(100.0)
+
+
+def test_apk_logcat_time_prefix_is_stripped():
+    result = parse_benchmark_model(sample("apk_logcat_brief.txt"))
+    assert result.inference_avg_ms == pytest.approx(2719.85)
+    assert result.inference.count == 10 and result.inference.percentiles_ms["median"] == pytest.approx(2709.263)
+    assert result.warmup.count == 1 and result.warmup.avg_ms == pytest.approx(2732.148)
+    assert result.memory_init_mb == pytest.approx(286.73)
+
+
+def test_apk_readme_line():
+    result = parse_benchmark_model(sample("apk_readme_logcat.txt"))
+    assert (result.init_ms, result.first_inference_ms, result.warmup_avg_ms, result.inference_avg_ms) == (
+        pytest.approx(1007.529), pytest.approx(4.098), pytest.approx(1.68659), pytest.approx(1.68792))
+    assert result.inference is None  # the README shows only the summary line
+
+
+def test_threadtime_logcat_prefix():
+    line = "11-22 14:05:01.123  4321  4330 I tflite  : count=20 first=900 curr=800 min=700 max=900 avg=810 std=50"
+    assert strip_log_prefixes(line).startswith("count=20 ")
+    stat = parse_stat_line(strip_log_prefixes(line))
+    assert (stat.count, stat.min_ms, stat.avg_ms) == (20, pytest.approx(0.7), pytest.approx(0.81))
+
+
+def test_all_same_stat_line():
+    stat = parse_stat_line("count=3 curr=1500(all same)")
+    assert stat.count == 3 and stat.min_ms == stat.max_ms == stat.avg_ms == pytest.approx(1.5) and stat.std_ms == 0
+
+
+@pytest.mark.parametrize("garbage", ["", "Segmentation fault\n", "INFO: STARTING!\nINFO: Loaded model x\n" * 30])
+def test_unparseable_output_quotes_the_tail(garbage):
+    with pytest.raises(BenchmarkOutputError) as caught:
+        parse_benchmark_model(garbage)
+    message = str(caught.value)
+    assert "Inference timings in us" in message
+    if garbage.strip():
+        assert garbage.strip().splitlines()[-1] in message
+        assert message.count("Loaded model x") <= 20  # the tail, not the whole output
+    else:
+        assert "no output at all" in message
+
+
+def test_ort_perf_test_summary():
+    result = parse_ort_perf_test(sample("ort_perf_test.txt"))
+    assert result.average_ms == pytest.approx(62.2935) and result.runs == 100
+    assert result.session_creation_ms == pytest.approx(2747.16) and result.first_inference_ms == 85
+    assert (result.min_ms, result.max_ms) == (pytest.approx(52.9422), pytest.approx(91.2857))
+    assert result.percentiles_ms == {"p50": pytest.approx(60.3562), "p90": pytest.approx(74.1593),
+                                     "p95": pytest.approx(83.7052), "p99": pytest.approx(91.2857),
+                                     "p999": pytest.approx(91.2857)}
+    assert result.peak_working_set_bytes == 114634752
+
+
+def test_ort_perf_test_newer_total_line():
+    result = parse_ort_perf_test(sample("ort_perf_test_total.txt"))
+    assert result.average_ms == pytest.approx(98.961997) and result.runs == 5
+    assert result.percentiles_ms["p50"] == pytest.approx(99.5086)
+    assert result.peak_working_set_bytes == 271122432
+
+
+def test_ort_perf_test_garbage():
+    with pytest.raises(BenchmarkOutputError, match="Average inference time cost"):
+        parse_ort_perf_test("Error: failed to load model\n")
+
+
+DEVICES_OUTPUT = """\
+* daemon not running; starting now at tcp:5037
+* daemon started successfully
+List of devices attached
+0a388e93               device usb:1-1 product:panther model:Pixel_7 device:panther transport_id:2
+emulator-5554          offline transport_id:3
+R58M123ABC             unauthorized usb:1-2 transport_id:4
+ZY22BXYZ               no permissions (user in plugdev group; are your udev rules wrong?); see [http://developer.android.com/tools/device.html] usb:1-3 transport_id:5
+
+"""
+
+
+def test_parse_devices_states_and_details():
+    devices = parse_devices(DEVICES_OUTPUT)
+    assert [d.serial for d in devices] == ["0a388e93", "emulator-5554", "R58M123ABC", "ZY22BXYZ"]
+    assert [d.state.split()[0] for d in devices] == ["device", "offline", "unauthorized", "no"]
+    assert devices[0].details == {"usb": "1-1", "product": "panther", "model": "Pixel_7", "device": "panther",
+                                  "transport_id": "2"}
+    assert devices[3].state.startswith("no permissions (user in plugdev group")
+    assert devices[3].details["transport_id"] == "5"
+
+
+def test_choose_device_errors():
+    devices = parse_devices(DEVICES_OUTPUT)
+    with pytest.raises(NoDeviceError, match="4 devices attached.*0a388e93.*emulator-5554"):
+        choose_device(devices, None)
+    assert choose_device(devices, "0a388e93").serial == "0a388e93"
+    with pytest.raises(DeviceOffline, match="emulator-5554"):
+        choose_device(devices, "emulator-5554")
+    with pytest.raises(DeviceUnauthorized, match="Allow USB debugging"):
+        choose_device(devices, "R58M123ABC")
+    with pytest.raises(DeviceNoPermissions, match="udev"):
+        choose_device(devices, "ZY22BXYZ")
+    with pytest.raises(NoDeviceError, match="'nope' is not attached"):
+        choose_device(devices, "nope")
+    with pytest.raises(NoDeviceError, match="no Android device attached"):
+        choose_device([], None)
+
+
+def test_thermal_units():
+    assert parse_battery_temperature("Current Battery Service state:\n  level: 85\n  temperature: 312\n") == 31.2
+    assert parse_battery_temperature("no battery here") is None
+    zones = parse_zone_lines("/sys/class/thermal/thermal_zone0 cpu-0-0-usr 41200\n"
+                             "/sys/class/thermal/thermal_zone1 skin 37\n"
+                             "/sys/class/thermal/thermal_zone2 disabled -273000\n"
+                             "/sys/class/thermal/thermal_zone3 off\n")
+    assert zones == {"thermal_zone0 cpu-0-0-usr": 41.2, "thermal_zone1 skin": 37.0}
+
+
+def test_thermal_record_flags_a_rise_past_the_limit():
+    before = ThermalReading(battery_c=30.0, zones_c={"cpu": 40.0})
+    after = ThermalReading(battery_c=31.0, zones_c={"cpu": 46.5})
+    record = thermal_record(before, after, ThermalSettings(max_rise_c=5.0))
+    assert record["rise_c"] == pytest.approx(6.5) and record["rose_past_limit"] is True
+    calm = thermal_record(before, ThermalReading(battery_c=30.5, zones_c={"cpu": 43.0}), ThermalSettings(max_rise_c=5.0))
+    assert calm["rise_c"] == pytest.approx(3.0) and calm["rose_past_limit"] is False
