@@ -56,6 +56,7 @@ def phone(tmp_path, monkeypatch):
     return root
 
 
+@pytest.mark.fast
 def test_device_info_from_getprop(phone):
     adb = Adb.connect()
     info = adb.device_info()
@@ -64,12 +65,14 @@ def test_device_info_from_getprop(phone):
     assert info.extra["ro.build.fingerprint"].startswith("google/panther/panther:14/")
 
 
+@pytest.mark.fast
 def test_adb_not_installed(phone, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(AdbNotFound, match="platform-tools"):
         Adb.connect()
 
 
+@pytest.mark.fast
 def test_no_device_and_several_devices(tmp_path, monkeypatch):
     for key, value in make_sandbox(tmp_path / "none", devices={}).items():
         monkeypatch.setenv(key, value)
@@ -84,6 +87,7 @@ def test_no_device_and_several_devices(tmp_path, monkeypatch):
         Adb.connect("CCC333")
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("fault, error", [("offline", DeviceOffline), ("unauthorized", DeviceUnauthorized),
                                           ("noperm", DeviceNoPermissions)])
 def test_unusable_device_states(phone, monkeypatch, fault, error):
@@ -92,6 +96,7 @@ def test_unusable_device_states(phone, monkeypatch, fault, error):
         Adb.connect()
 
 
+@pytest.mark.fast
 def test_device_goes_offline_after_connect(phone, monkeypatch):
     adb = Adb.connect()
     monkeypatch.setenv("ADB_SIM_FAULT", "offline")
@@ -99,6 +104,7 @@ def test_device_goes_offline_after_connect(phone, monkeypatch):
         adb.shell("echo hi")
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("old_adb", [False, True])
 def test_remote_exit_status(phone, monkeypatch, old_adb):
     if old_adb:  # adb that always exits 0: the status comes from the appended `echo __rc=$?`
@@ -111,6 +117,7 @@ def test_remote_exit_status(phone, monkeypatch, old_adb):
     assert caught.value.exit_code == 1 and "missing" in str(caught.value)
 
 
+@pytest.mark.fast
 def test_push_pull_roundtrip(phone, tmp_path):
     adb = Adb.connect()
     source = tmp_path / "blob.bin"
@@ -125,12 +132,14 @@ def test_push_pull_roundtrip(phone, tmp_path):
     assert not (tmp_path / "nothing").exists()
 
 
+@pytest.mark.fast
 def test_big_core_mask_from_max_frequencies(phone):
     mask, freqs = big_core_mask(Adb.connect())
     assert freqs[0] == 1803000 and freqs[7] == 2850000
     assert mask == "f0"  # cores 4-7: everything above the little cluster
 
 
+@pytest.mark.fast
 def test_find_binary_by_abi(tmp_path):
     (tmp_path / "arm64-v8a").mkdir()
     (tmp_path / "arm64-v8a" / "benchmark_model").write_text("x")
@@ -194,6 +203,7 @@ def test_garbage_output_is_an_error_quoting_it(phone, tiny_models, monkeypatch):
                             BenchmarkOptions(**QUICK), ThermalSettings())
 
 
+@pytest.mark.fast
 def test_tool_failure_is_a_remote_exit(phone, tmp_path):
     adb = Adb.connect()
     bogus = tmp_path / "not_a_model.tflite"
