@@ -215,6 +215,8 @@ def validate_record(record: dict, row: int, errors: list) -> LatencyResult | Non
             errors.append((row, "median_ms", "give samples_ms, or median_ms and/or mean_ms with runs"))
         if "runs" not in record:
             errors.append((row, "runs", "required with a summary (median_ms / mean_ms): timed iterations"))
+    if samples is not None and "runs" in ints and ints["runs"] is not None and ints["runs"] != sum(map(len, samples)):
+        errors.append((row, "runs", f"{ints['runs']} but samples_ms holds {sum(map(len, samples))} samples"))
     lows = [ms.get("min_ms")] + [ms.get(f) for f in ("median_ms", "p90_ms", "p99_ms")] + [ms.get("max_ms")]
     present = [v for v in lows if v is not None]
     if present != sorted(present):

@@ -66,6 +66,7 @@ def test_csv_summaries_into_the_store(tmp_path):
     ({"input_shape": "1xAx224"}, 2, "input_shape"),
     ({"threads": 2.5}, 2, "threads"),
     ({"artifact_sha256": "abc"}, 2, "artifact_sha256"),
+    ({"runs": 8}, 2, "runs"),  # 7 samples given
 ])
 def test_malformed_json_rejected_whole(tmp_path, changes, row, field):
     path = tmp_path / "bad.json"

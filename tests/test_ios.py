@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from profiling.ios.coreml_device import (AppleBenchSettings, AppleToolsUnavailable, choose_device,
-                                         phone_device_info, require_macos, result_from_measurements)
+                                         parse_devicectl_hardware, phone_device_info, require_macos,
+                                         result_from_measurements)
 
 ROOT = Path(__file__).resolve().parents[1]
 ON_MAC = platform.system() == "Darwin"
@@ -105,3 +106,17 @@ def test_benchmark_on_this_mac(tmp_path):
     result = benchmark(artifact, compute_units="CPU_ONLY", settings=AppleBenchSettings(iterations=5, warmup_runs=1,
                                                                                        load_iterations=1))
     assert result.stats.count == 5 and result.stats.median_ms > 0 and result.device.kind == "host"
+
+
+@pytest.mark.fast
+def test_hardware_name_from_devicectl():
+    listing = {"info": {"outcome": "success"}, "result": {"devices": [
+        {"identifier": "ABCD-1234", "deviceProperties": {"name": "Jane's iPhone", "osVersionNumber": "17.5"},
+         "hardwareProperties": {"udid": "00008110-000A1B2C3D4E", "deviceType": "iPhone", "marketingName": "iPhone 15 Pro",
+                                "productType": "iPhone16,1", "cpuType": {"name": "arm64e", "subType": 2, "type": 16777228}},
+         "connectionProperties": {"tunnelState": "connected"}},
+        {"identifier": "no-udid", "hardwareProperties": {}}]}}
+    hardware = parse_devicectl_hardware(listing)
+    assert hardware == {"00008110-000A1B2C3D4E": {"model": "iPhone 15 Pro", "product_type": "iPhone16,1", "cpu": "arm64e"}}
+    info = phone_device_info(fake_phone(), hardware["00008110-000A1B2C3D4E"])
+    assert (info.name, info.abi, info.extra["device_name"]) == ("iPhone 15 Pro", "arm64e", "Jane's iPhone")

@@ -64,9 +64,9 @@ class RunStat:
     count: int  # runs
     first_ms: float | None  # first run of the phase
     curr_ms: float | None  # last run of the phase
-    min_ms: float | None
-    max_ms: float | None
-    avg_ms: float | None
+    min_ms: float | None  # fastest run
+    max_ms: float | None  # slowest run
+    avg_ms: float | None  # mean run
     std_ms: float | None  # the tool's standard deviation
     percentiles_ms: dict[str, float] = field(default_factory=dict)  # "p5", "median", "p95", ... when printed
 
@@ -84,7 +84,7 @@ class OpRow:
     start_ms: float | None = None  # start offset within a run (run order / top tables)
     first_ms: float | None = None  # first run's time (run order / top tables)
     count: int | None = None  # nodes of this type (summary table)
-    mem_kb: float | None = None
+    mem_kb: float | None = None  # memory attributed to the op, KB (0 unless the build tracks it)
 
 
 @dataclass
@@ -101,7 +101,7 @@ class BenchmarkModelResult:
     memory_init_mb: float | None = None  # footprint delta after init
     memory_overall_mb: float | None = None  # footprint delta at the end
     peak_memory_mb: float | None = None  # with --report_peak_memory_footprint
-    model_size_mb: float | None = None
+    model_size_mb: float | None = None  # "The input model file size (MB)"
     op_tables: dict[str, list[OpRow]] = field(default_factory=dict)  # "run_order", "top", "by_node_type"
 
     def to_dict(self) -> dict:
@@ -250,13 +250,13 @@ class OrtPerfResult:
 
     average_ms: float  # average inference time: the headline
     runs: int | None  # "Total inference requests"
-    session_creation_ms: float | None
-    first_inference_ms: float | None
-    min_ms: float | None
-    max_ms: float | None
+    session_creation_ms: float | None  # model load and session set-up
+    first_inference_ms: float | None  # the untimed first run
+    min_ms: float | None  # fastest timed run
+    max_ms: float | None  # slowest timed run
     percentiles_ms: dict[str, float] = field(default_factory=dict)  # "p50", "p90", "p95", "p99", "p999"
-    peak_working_set_bytes: int | None = None
-    inferences_per_second: float | None = None
+    peak_working_set_bytes: int | None = None  # the process's peak memory
+    inferences_per_second: float | None = None  # throughput the tool reports
 
     def to_dict(self) -> dict:
         return asdict(self)

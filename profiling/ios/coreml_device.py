@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import platform
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,13 +86,43 @@ def choose_device(devices: list, wanted: str | None):
     raise AppleToolsUnavailable(f"no connected device named {wanted!r}; connected: {listing}")
 
 
-def phone_device_info(device) -> DeviceInfo:
-    """A coremltools Device as a DeviceInfo (kind "ios")."""
+def parse_devicectl_hardware(listing: dict) -> dict[str, dict]:
+    """``xcrun devicectl list devices --json-output F``'s JSON -> {udid: {"model", "product_type", "cpu"}}.
+
+    coremltools keeps only the user's device name ("Jane's iPhone"); the stored device name should be
+    the hardware ("iPhone 15 Pro"), which devicectl reports as ``hardwareProperties.marketingName``.
+    """
+    hardware = {}
+    for device in (listing.get("result") or {}).get("devices") or []:
+        properties = device.get("hardwareProperties") or {}
+        udid = properties.get("udid")
+        if udid:
+            hardware[udid] = {"model": properties.get("marketingName"), "product_type": properties.get("productType"),
+                              "cpu": (properties.get("cpuType") or {}).get("name")}
+    return hardware
+
+
+def devicectl_hardware() -> dict[str, dict]:
+    """Hardware of the devices devicectl knows, by udid ({} when it cannot be read)."""
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "devices.json"
+        try:
+            subprocess.run(["xcrun", "devicectl", "list", "devices", "--json-output", str(output)],
+                           capture_output=True, timeout=60, check=True)
+            return parse_devicectl_hardware(json.loads(output.read_text()))
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return {}
+
+
+def phone_device_info(device, hardware: dict | None = None) -> DeviceInfo:
+    """A coremltools Device (plus devicectl's hardware entry for it) as a DeviceInfo (kind "ios")."""
+    hardware = hardware or {}
     os_name = "iPadOS" if getattr(device.type, "value", "") == "ipad" else "iOS"
-    return DeviceInfo(kind="ios", name=device.name, os=f"{os_name} {device.os_version}", abi="arm64",
-                      serial=device.udid, extra={"os_build": device.os_build_number,
-                                                 "identifier": device.identifier,
-                                                 "developer_mode": device.developer_mode_state})
+    return DeviceInfo(kind="ios", name=hardware.get("model") or hardware.get("product_type") or device.name,
+                      os=f"{os_name} {device.os_version}", abi=hardware.get("cpu") or "arm64", serial=device.udid,
+                      extra={"device_name": device.name, "product_type": hardware.get("product_type"),
+                             "os_build": device.os_build_number, "identifier": device.identifier,
+                             "developer_mode": device.developer_mode_state})
 
 
 def mac_device_info() -> DeviceInfo:
@@ -155,7 +187,7 @@ def benchmark(artifact, *, device=None, compute_units: str = "ALL", settings: Ap
         except (subprocess.SubprocessError, OSError, ValueError) as error:
             raise AppleToolsUnavailable(f"could not build/install the modelrunner app on {device.name}: {error}") \
                 from None
-        info, runtime = phone_device_info(device), "coreml_remote"
+        info, runtime = phone_device_info(device, devicectl_hardware().get(device.udid)), "coreml_remote"
     load_ms, predict_ms = asyncio.run(_measure(model, target, settings))
     return result_from_measurements(load_ms=load_ms, predict_ms=predict_ms, device=info, compute_units=compute_units,
                                     settings=settings, artifact=artifact, model=artifact.model,
