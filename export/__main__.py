@@ -1,0 +1,12 @@
+"""``python -m export MODEL --formats onnx,coreml,tflite``: one model to several formats, each gated.
+
+Each format's module is imported only when that format is asked for, so a missing optional backend
+fails that format (with its install command) and the others still run. Exit status: the worst
+of the formats' (0 all exported, 1 a parity failure, 2 bad usage, 3 converter or backend failure).
+"""
+import sys
+
+from export.cli import run_multi_cli
+
+if __name__ == "__main__":
+    sys.exit(run_multi_cli())

@@ -1,0 +1,104 @@
+"""The export command lines end to end: files and manifest written, errors with non-zero exits."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.cli import EXIT_PARITY, EXIT_USAGE, build_parser, run_format_cli, run_multi_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "repvit_m0_6"
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.mark.fast
+def test_onnx_cli_writes_artifact_and_manifest(tmp_path):
+    result = _cli("-m", "export.onnx", MODEL, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    artifact = tmp_path / MODEL / f"{MODEL}.onnx"
+    manifest = json.loads((tmp_path / MODEL / f"{MODEL}.onnx.manifest.json").read_text())
+    assert artifact.is_file() and manifest["size_bytes"] == artifact.stat().st_size
+    assert manifest["model"] == MODEL and manifest["format"] == "onnx" and manifest["precision"] == "fp32"
+    assert manifest["input_shape"] == [1, 3, 224, 224] and manifest["reparameterized"] is True
+    assert manifest["parity"]["passed"] and manifest["parity"]["inputs"] >= 3
+    assert sorted(p.name for p in (tmp_path / MODEL).iterdir()) == [f"{MODEL}.onnx", f"{MODEL}.onnx.manifest.json"]
+    assert "parity" in result.stderr and "passed" in result.stderr  # the summary
+
+
+@pytest.mark.fast
+def test_help_lists_only_what_the_format_takes():
+    onnx_help = build_parser("onnx").format_help()
+    tflite_help = build_parser("tflite").format_help()
+    assert "--dynamic-batch" in onnx_help and "--nhwc" not in onnx_help
+    assert "--nhwc" in tflite_help and "--calibration-dir" in tflite_help and "--dynamic-batch" not in tflite_help
+    assert "int8_full" in tflite_help and "int8_full" not in onnx_help
+    for flag in ("--out", "--precision", "--input-size", "--no-reparam", "--weights"):
+        assert flag in onnx_help and flag in tflite_help
+
+
+@pytest.mark.fast
+def test_unsupported_flag_is_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as raised:
+        run_format_cli("onnx", [MODEL, "--out", str(tmp_path), "--nhwc"])
+    assert raised.value.code == EXIT_USAGE and "--nhwc" in capsys.readouterr().err
+    # several formats: a flag none of the requested formats takes is an error too
+    assert run_multi_cli([MODEL, "--formats", "onnx", "--nhwc", "--out", str(tmp_path), "--quiet"]) == EXIT_USAGE
+    assert "taken by none" in capsys.readouterr().err
+    assert not (tmp_path / MODEL).exists()
+
+
+@pytest.mark.fast
+def test_unknown_model_suggests_names(capsys, tmp_path):
+    assert run_format_cli("onnx", ["repvit_m0_7", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "Did you mean" in capsys.readouterr().err
+
+
+@pytest.mark.fast
+def test_bad_input_size_is_an_error(capsys, tmp_path):
+    assert run_format_cli("onnx", ["mobilevit_xxs", "--out", str(tmp_path), "--input-size", "100"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "cannot take a 100x100 input" in err and "multiples of 32" in err
+    with pytest.raises(SystemExit):
+        run_format_cli("onnx", [MODEL, "--input-size", "0x64"])
+
+
+@pytest.mark.fast
+def test_forced_parity_failure_exits_non_zero_and_leaves_nothing(monkeypatch, capsys, tmp_path):
+    from export import parity
+
+    # a zero tolerance: the deploy graph's rounding differs from the training form's, so the gate must fail
+    monkeypatch.setitem(parity.TOLERANCES, ("onnx", "fp32"), parity.Tolerance(rtol=0.0, atol=0.0, reason="test"))
+    status = run_format_cli("onnx", [MODEL, "--out", str(tmp_path), "--input-size", "64", "--quiet"])
+    assert status == EXIT_PARITY
+    err = capsys.readouterr().err
+    assert "parity gate failed" in err and "max_abs" in err
+    assert list((tmp_path / MODEL).iterdir()) == []
+
+
+@pytest.mark.fast
+def test_multi_format_cli_runs_each_format(tmp_path):
+    assert run_multi_cli([MODEL, "--formats", "onnx", "--input-size", "64", "--dynamic-batch",
+                          "--out", str(tmp_path), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / MODEL / f"{MODEL}.onnx.manifest.json").read_text())
+    assert manifest["options"]["dynamic_batch"] is True and manifest["input_shape"] == [1, 3, 64, 64]
+
+
+@pytest.mark.slow
+def test_multi_format_cli_onnx_and_tflite(tmp_path):
+    pytest.importorskip("litert_torch", reason="TFLite export needs litert-torch: pip install litert-torch")
+    result = _cli("-m", "export", MODEL, "--formats", "onnx,tflite", "--out", str(tmp_path), "--input-size", "64",
+                  "--nhwc", "--quiet")
+    assert result.returncode == 0, result.stderr
+    onnx_manifest = json.loads((tmp_path / MODEL / f"{MODEL}.onnx.manifest.json").read_text())
+    tflite_manifest = json.loads((tmp_path / MODEL / f"{MODEL}.tflite.manifest.json").read_text())
+    assert onnx_manifest["input_layout"] == "NCHW"  # --nhwc went only to the format that takes it
+    assert tflite_manifest["input_layout"] == "NHWC" and tflite_manifest["input_shape"] == [1, 64, 64, 3]

@@ -1,0 +1,102 @@
+"""ONNX export: a checked, static, slimmed graph; dynamic batch on request; onnxruntime parity.
+
+ONNX parity for every registered model is in ``tests/test_zoo_parity.py`` (the ``onnx-*`` cases,
+not marked slow), so it is not repeated here; this file checks what is particular to ONNX.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from export_helpers import signal_model  # tests/ is on sys.path
+
+onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install onnx onnxruntime onnxslim")
+pytest.importorskip("onnxruntime", reason="ONNX parity needs onnxruntime: pip install onnxruntime")
+pytest.importorskip("onnxslim", reason="ONNX export needs onnxslim: pip install onnxslim")
+
+from export import load_artifact  # noqa: E402
+from export import onnx as export_onnx  # noqa: E402
+
+MODEL = "repvit_m0_6"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One static export of the smallest RepViT at its own size, shared by the tests below."""
+    out_dir = tmp_path_factory.mktemp("onnx")
+    model = signal_model(MODEL)
+    artifact = export_onnx.export(model, models.model_spec(MODEL), out_dir, quiet=True)
+    return artifact, model  # the model: the exact weights exported (export never mutates them)
+
+
+@pytest.mark.fast
+def test_graph_is_static_checked_and_named(exported):
+    exported, _ = exported
+    graph = onnx.load(str(exported.path))
+    onnx.checker.check_model(graph, full_check=True)
+    assert graph.opset_import[0].version >= 17
+    (graph_input,) = graph.graph.input
+    (graph_output,) = graph.graph.output
+    assert graph_input.name == "image" and graph_output.name == "logits"
+    assert [d.dim_value for d in graph_input.type.tensor_type.shape.dim] == [1, 3, 224, 224]
+    assert [d.dim_value for d in graph_output.type.tensor_type.shape.dim] == [1, 1000]
+
+
+@pytest.mark.fast
+def test_deploy_graph_is_smaller_than_training_form(exported, tmp_path):
+    exported, model = exported
+    deploy_ops = [node.op_type for node in onnx.load(str(exported.path)).graph.node]
+    assert "BatchNormalization" not in deploy_ops  # folded by reparameterization
+    training = export_onnx.export(model, models.model_spec(MODEL), tmp_path,
+                                  reparameterize=False, quiet=True)
+    training_ops = [node.op_type for node in onnx.load(str(training.path)).graph.node]
+    assert len(deploy_ops) < len(training_ops)
+    assert training.params > exported.params
+
+
+@pytest.mark.fast
+def test_onnxruntime_matches_eager_deploy_model(exported):
+    exported, model = exported
+    import reparam
+
+    spec = models.model_spec(MODEL)
+    deploy = reparam.reparameterize(model)
+    session = export_onnx.session(exported.path, threads=1)
+    x = spec.sample_inputs(count=1, seed=7)[0]  # another seed than the gate's
+    with torch.no_grad():
+        expected = deploy(x).numpy()
+    (got,) = session.run(["logits"], {"image": x.numpy()})
+    assert np.max(np.abs(got - expected)) <= 1e-4 * np.max(np.abs(expected)) + 1e-5
+    assert exported.parity["passed"] and exported.parity["inputs"] == 3
+
+
+@pytest.mark.fast
+def test_dynamic_batch_runs_any_batch(tmp_path):
+    spec = models.model_spec(MODEL)
+    model = signal_model(MODEL)
+    artifact = export_onnx.export(model, spec, tmp_path, dynamic_batch=True,
+                                  input_size=(64, 64), quiet=True)
+    graph = onnx.load(str(artifact.path))
+    batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "batch" and batch_dim.dim_value == 0
+    session = export_onnx.session(artifact.path, threads=1)
+    x = spec.with_input_size(64, 64).sample_inputs(count=1, seed=3, batch=5)[0]
+    import reparam
+
+    with torch.no_grad():
+        expected = reparam.reparameterize(model)(x).numpy()
+    (got,) = session.run(["logits"], {"image": x.numpy()})
+    assert got.shape == (5, 1000)
+    assert np.max(np.abs(got - expected)) <= 1e-4 * np.max(np.abs(expected)) + 1e-5
+
+
+@pytest.mark.fast
+def test_old_opset_is_refused(tmp_path):
+    from export.common import ExportError
+
+    with pytest.raises(ExportError, match="opset 13"):
+        export_onnx.export(signal_model(MODEL), models.model_spec(MODEL), tmp_path, opset=13,
+                           input_size=(64, 64), quiet=True)
+    assert not (tmp_path / MODEL / f"{MODEL}.onnx").exists()
