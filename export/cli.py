@@ -98,8 +98,18 @@ def options_from_args(format_name: str, args: argparse.Namespace, parser_default
 def _load_model(name: str, weights: Path | None):
     import models
 
+    from models.weights import CheckpointMismatchError
+
     spec = models.model_spec(name)  # UnknownModelError lists the closest names
-    model = models.create_model(name, weights=weights)
+    try:
+        model = models.create_model(name, weights=weights)
+    except CheckpointMismatchError as training_error:
+        # a checkpoint saved from the deploy form (`python -m reparam NAME --out PATH`) loads into that form;
+        # the gate then has one reference (reparameterizing a deploy model is the identity)
+        try:
+            model = models.create_model(name, weights=weights, deploy=True)
+        except CheckpointMismatchError:
+            raise training_error from None
     return model, spec
 
 
@@ -114,11 +124,13 @@ def _report(error: BaseException) -> int:
     """Print an error a person can act on; return the exit status it maps to."""
     from export.common import ExportError, InputSizeError, MissingDependencyError, ParityError
     from models import UnknownModelError
+    from models.weights import CheckpointMismatchError
 
     if isinstance(error, ParityError):
         print(f"error: {error}", file=sys.stderr)
         return EXIT_PARITY
-    if isinstance(error, (UnknownModelError, InputSizeError, UnsupportedOptionError, FileNotFoundError, ValueError)):
+    if isinstance(error, (UnknownModelError, InputSizeError, UnsupportedOptionError, FileNotFoundError, ValueError,
+                          CheckpointMismatchError)):
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(error, (ExportError, MissingDependencyError, ImportError)):

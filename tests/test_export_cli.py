@@ -102,3 +102,15 @@ def test_multi_format_cli_onnx_and_tflite(tmp_path):
     tflite_manifest = json.loads((tmp_path / MODEL / f"{MODEL}.tflite.manifest.json").read_text())
     assert onnx_manifest["input_layout"] == "NCHW"  # --nhwc went only to the format that takes it
     assert tflite_manifest["input_layout"] == "NHWC" and tflite_manifest["input_shape"] == [1, 64, 64, 3]
+
+
+@pytest.mark.fast
+def test_weights_that_do_not_fit_are_a_usage_error(capsys, tmp_path):
+    import torch
+
+    checkpoint = tmp_path / "other.pt"
+    torch.save({"not_a_layer.weight": torch.zeros(3)}, checkpoint)
+    assert run_format_cli("onnx", [MODEL, "--weights", str(checkpoint), "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "not_a_layer" in capsys.readouterr().err
+    assert run_format_cli("onnx", [MODEL, "--weights", str(tmp_path / "missing.pt"), "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "checkpoint not found" in capsys.readouterr().err

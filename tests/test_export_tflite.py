@@ -84,14 +84,14 @@ def test_calibration_images_from_a_folder(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for index in range(3):
-        Image.fromarray(rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+        Image.fromarray(rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)).save(folder / f"img{index}.png")
     (folder / "notes.txt").write_text("not an image")
     spec = models.model_spec(SMALL).with_input_size(32, 48)
     images = export_tflite.calibration_images(spec, ExportOptions(precision="int8_full", calibration_dir=str(folder),
                                                                   calibration_count=2))
     assert len(images) == 2 and images[0].shape == (1, 3, 32, 48) and images[0].dtype == np.float32
     # normalized with the spec's mean/std: a white image maps to (1 - mean) / std
-    Image.fromarray(np.full((8, 8, 3), 255, dtype=np.uint8)).save(folder / "00_white.png")
+    Image.fromarray(np.full((8, 8, 3), 255, dtype=np.uint8)).save(folder / "a_white.png")  # sorts first
     (white, *_) = export_tflite.calibration_images(spec, ExportOptions(precision="int8_full",
                                                                        calibration_dir=str(folder)))
     expected = (1.0 - np.array(spec.mean)) / np.array(spec.std)
