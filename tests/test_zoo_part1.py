@@ -216,3 +216,57 @@ def test_mobilevit_uses_unnormalized_pixels():
     assert spec.mean == (0.0, 0.0, 0.0) and spec.std == (1.0, 1.0, 1.0) and spec.input_size == (3, 256, 256)
     x = spec.sample_inputs(1, seed=3)[0]
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+# --- Reparameterization hooks, block by block ----------------------------------------------------
+
+def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Move BatchNorm statistics, affine parameters and layer scales far from their defaults."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=generator) * 2 - 1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=generator) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=generator) - 0.5)
+        for name, p in module.named_parameters():
+            if name.split(".")[-1] in ("gamma", "gamma_xca", "gamma_1"):
+                p.copy_(torch.rand(p.shape, generator=generator) + 0.5)
+    return module.eval()
+
+
+def _hook_cases():
+    return [
+        ("edgenext conv encoder", lambda: edgenext.ConvEncoder(16, 5), (2, 16, 8, 8), ()),
+        ("edgenext conv encoder bn-hs", lambda: edgenext.ConvEncoder(16, 5, bn_hs=True), (2, 16, 8, 8),
+         (nn.BatchNorm2d,)),
+        ("edgenext sdta", lambda: edgenext.SDTAEncoder(24, 4, 3, use_pos_emb=True), (2, 24, 8, 8), ()),
+        ("edgenext sdta bn-hs", lambda: edgenext.SDTAEncoder(24, 4, 3, bn_hs=True), (2, 24, 8, 8), ()),
+        ("edgenext bn+conv downsample", lambda: edgenext.BNConv(16, 24, 2, 2), (2, 16, 8, 8), (nn.BatchNorm2d,)),
+        ("edgenext bn-hs head", lambda: edgenext.ClassifierHead(16, 10, bn_hs=True), (2, 16, 4, 4), (nn.BatchNorm2d,)),
+        ("edgevit local aggregation", lambda: edgevit.LocalAgg(16, 4.0), (2, 16, 8, 8), (nn.BatchNorm2d,)),
+        ("edgevit head", lambda: edgevit.ClassifierHead(16, 10), (2, 16, 4, 4), (nn.BatchNorm2d,)),
+        ("efficientmod block", lambda: efficientmod.BasicBlock(16, 6), (2, 7, 7, 16), ()),
+    ]
+
+
+@pytest.mark.parametrize("make,shape,gone", [c[1:] for c in _hook_cases()], ids=[c[0] for c in _hook_cases()])
+def test_block_reparameterize_hook_is_exact_and_removes_what_it_folds(make, shape, gone):
+    pytest.importorskip("reparam.fuse", reason="reparam/fuse.py (issue 3) not in this checkout yet")
+    torch.manual_seed(0)
+    block = _randomize(make())
+    x = _seeded(*shape, seed=1)
+    with torch.no_grad():
+        before = block(x)
+        fused = block.reparameterize()
+        after = fused(x)
+    assert fused is not block
+    scale = float(before.abs().max())
+    assert float((after - before).abs().max()) <= 1e-5 * scale, "deploy block differs from training block"
+    types = {type(m) for m in fused.modules()}
+    assert not types & set(gone), types
+    layer_scales = [n for n, _ in fused.named_parameters() if n.split(".")[-1] in ("gamma", "gamma_xca", "gamma_1")]
+    assert not layer_scales
+    hook = getattr(fused, "reparameterize", None)  # a plain nn.Conv2d result has no hook: nothing left to fold
+    assert hook is None or hook() is fused  # idempotent
