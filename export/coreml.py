@@ -18,15 +18,22 @@ Parity: on Linux the saved package is evaluated by the reference evaluator
 """
 from __future__ import annotations
 
-import subprocess
+import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+if __name__ == "__main__":  # `python -m export.coreml`: no per-pass progress bars from coremltools;
+    os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads this once, when torch first imports it
 
-from export.common import ExportError, ExportOptions, FormatHandler, export_model
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from export.capabilities import UnsupportedOptionError  # noqa: E402
+from export.common import (ExportError, ExportOptions, FormatHandler, export_model,  # noqa: E402
+                           failing_component, git_commit)
 
 DEFAULT_TARGET = "iOS16"  # oldest deployment target: ML programs with fp16 compute need iOS 15+, we take 16+
 SUPPORTED_TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -81,15 +88,6 @@ def pixels_from_normalized(image: np.ndarray, mean, std) -> np.ndarray:
     return ((image * std + mean) * 255.0).astype(np.float32)
 
 
-def _git_commit() -> str:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
-
-
 def _project_version() -> str:
     try:
         from importlib.metadata import version
@@ -100,16 +98,17 @@ def _project_version() -> str:
 
 
 def _target(ct, options: ExportOptions):
-    name = getattr(options, "coreml_target", None) or DEFAULT_TARGET
+    name = options.coreml_target or DEFAULT_TARGET
     if name not in SUPPORTED_TARGETS:
-        raise ValueError(f"unknown Core ML deployment target {name!r}; use one of {', '.join(SUPPORTED_TARGETS)}")
+        raise UnsupportedOptionError(f"unknown Core ML deployment target --coreml-target {name}; "
+                                     f"use one of {', '.join(SUPPORTED_TARGETS)}")
     return getattr(ct.target, name)
 
 
 def _set_metadata(mlmodel, spec, options: ExportOptions, input_shape, factors) -> None:
     precision = options.precision
-    mlmodel.short_description = (f"{spec.name} ({spec.variant}, {spec.paper}): ImageNet-1k classifier, "
-                                  f"{precision} compute, exported by mobilelat")
+    mlmodel.short_description = (f"{spec.name} ({spec.variant}, {spec.paper}): {spec.num_classes}-class "
+                                  f"image classifier, {precision} compute, exported by mobilelat")
     mlmodel.author = AUTHOR
     mlmodel.version = _project_version()
     mlmodel.license = "see " + spec.reference_impl
@@ -130,7 +129,7 @@ def _set_metadata(mlmodel, spec, options: ExportOptions, input_shape, factors) -
         "mobilelat.precision": precision,
         "mobilelat.image_input": str(bool(options.image_input)).lower(),
         "mobilelat.channel_factors": "" if factors is None else ",".join(f"{f:.9g}" for f in factors),
-        "mobilelat.source_commit": _git_commit(),
+        "mobilelat.source_commit": git_commit() or "unknown",
     })
 
 
@@ -141,6 +140,7 @@ def convert(model: nn.Module, spec, tmp_path: Path, options: ExportOptions) -> N
         raise ValueError(f"Core ML export takes --precision fp32 or fp16, got {options.precision!r}")
     if options.input_size is not None:
         spec = spec.with_input_size(*options.input_size)
+    target = _target(ct, options)
     sample = spec.sample_inputs(count=1, seed=0)[0]
     input_shape = tuple(sample.shape)
     factors = None
@@ -156,23 +156,24 @@ def convert(model: nn.Module, spec, tmp_path: Path, options: ExportOptions) -> N
         exported = torch.export.export(model, (sample,)).run_decompositions({})
     except Exception as error:
         raise ExportError(f"torch.export failed on {spec.name}: {type(error).__name__}: {error}",
-                          format="coreml", hint="the model must be traceable by torch.export "
-                          "(no data-dependent Python control flow); try --no-reparam to see "
-                          "whether the deploy form is at fault") from error
+                          format="coreml", failing=failing_component(error),
+                          hint="the model must be traceable by torch.export (no data-dependent Python "
+                               "control flow); try --no-reparam to see whether the deploy form is at fault") from error
     try:
         mlmodel = ct.convert(
             exported,
             inputs=inputs,
             outputs=[ct.TensorType(name=spec.output_name, dtype=np.float32)],
             convert_to="mlprogram",
-            minimum_deployment_target=_target(ct, options),
+            minimum_deployment_target=target,
             compute_precision=ct.precision.FLOAT16 if options.precision == "fp16" else ct.precision.FLOAT32,
             skip_model_load=True,  # compiled only where it runs (macOS); the parity run loads it
         )
     except Exception as error:
         raise ExportError(f"coremltools could not convert {spec.name}: {type(error).__name__}: {error}",
-                          format="coreml", hint="an unsupported torch op is named in the message above; "
-                          "try --precision fp32, a newer --coreml-target, or --no-reparam") from error
+                          format="coreml", failing=failing_component(error),
+                          hint="an unsupported torch op is named in the message above; try --precision fp32, "
+                               "a newer --coreml-target, or --no-reparam") from error
     _set_metadata(mlmodel, spec, options, input_shape, factors)
     _save_package(mlmodel, Path(tmp_path))
 
@@ -248,9 +249,21 @@ def export(model: nn.Module, spec, out_dir: str | Path = "artifacts", **options)
     return export_model(HANDLER, model, spec, Path(out_dir), ExportOptions(**options))
 
 
+def _quiet_converter_chatter() -> None:
+    """On the command line, show our progress and summary, not the converters' import warnings.
+
+    coremltools warns on import that it cannot run models off macOS and that this torch version is
+    newer than those it was tested with (the pins in requirements.txt are what this project tests).
+    """
+    for logger_name in ("coremltools", "torchao", "torch.utils._pytree"):
+        logging.getLogger(logger_name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)  # torch.export internals
+
+
 def main(argv: list[str] | None = None) -> int:
     from export.cli import run_format_cli
 
+    _quiet_converter_chatter()
     return run_format_cli("coreml", argv)
 
 
