@@ -186,6 +186,10 @@ def test_benchmark_model_end_to_end(phone, tiny_models):
         "android", "Pixel 7", "Google Tensor G2", "arm64-v8a")
     assert stored.stats.mean_ms == pytest.approx(result.stats.mean_ms)
     assert stored.extra["parsed"]["op_tables"]["by_node_type"]
+    profile = stored.extra["op_profile"]  # what `python -m profiling show --ops ID` prints
+    assert {row["op_type"] for row in profile["by_op_type"]} == op_types
+    assert sum(row["nodes"] for row in profile["by_op_type"]) == len(parsed.op_tables["run_order"])
+    assert sum(row["share"] for row in profile["by_op_type"]) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_benchmark_model_old_output_format(phone, tiny_models, monkeypatch):

@@ -14,6 +14,7 @@ and the sweep goes on; the exit status is 1 if any job failed.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from profiling.cli.common import CliError, results_table, split_ints, split_list
 HELP = "measure on an Android phone over adb (LiteRT benchmark_model / APK, onnxruntime_perf_test)"
 FORMATS = ("tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_full")
+BINARY_DIR_ENV = "MOBILELAT_ANDROID_TOOLS"  # the configured folder of per-ABI benchmark_model builds
 
 
 @dataclass
@@ -45,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adb", help="path of adb (default: $ADB, else adb on PATH)")
     tools = parser.add_argument_group("tools on the phone")
     tools.add_argument("--binary", type=Path, help="benchmark_model built for the phone's ABI")
-    tools.add_argument("--binary-dir", type=Path,
+    tools.add_argument("--binary-dir", type=Path, default=os.environ.get(BINARY_DIR_ENV) or None,
                        help="folder with one benchmark_model per ABI (<abi>/benchmark_model, "
-                            "android_aarch64_benchmark_model, ...); the phone's ABI picks one")
+                            f"android_aarch64_benchmark_model, ...); the phone's ABI picks one (default ${BINARY_DIR_ENV})")
     tools.add_argument("--apk", nargs="?", const="installed", metavar="APK",
                        help="use the benchmark APK instead of the binary; give the .apk to install it first")
     tools.add_argument("--ort-binary", type=Path, help="onnxruntime_perf_test built for the phone (onnx format)")

@@ -241,6 +241,16 @@ def run_ort_perf_test(adb: Adb, model_path: Path, binary: Path, options: Benchma
                     binary_sha256=file_sha256(binary))
 
 
+def op_profile_from_tables(parsed: BenchmarkModelResult) -> dict:
+    """benchmark_model's "Summary by node type" in the shape ``python -m profiling show --ops ID`` reads."""
+    rows = parsed.op_tables["by_node_type"]
+    kernel_ms = sum(row.avg_ms for row in rows)
+    return {"source": "benchmark_model --enable_op_profiling", "runs": parsed.inference.count if parsed.inference else None,
+            "model_run_ms": parsed.inference_avg_ms, "kernel_ms": kernel_ms,
+            "by_op_type": [{"op_type": row.node_type, "ms_per_run": row.avg_ms, "share": row.percent / 100.0,
+                            "nodes": row.count} for row in rows]}
+
+
 def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: str, precision: str,
                       options: BenchmarkOptions, artifact=None, input_shape: list[int] | None = None,
                       model_path: Path | None = None) -> LatencyResult:
@@ -266,6 +276,8 @@ def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: 
         runtime_version += f" sha256:{run.binary_sha256[:12]}"
     extra = {"tool": run.tool, "command": run.command, "parsed": parsed.to_dict(), "thermal": run.thermal,
              "cpu_mask": run.cpu_mask, "output_tail": "\n".join(run.output.splitlines()[-40:])}
+    if isinstance(parsed, BenchmarkModelResult) and parsed.op_tables.get("by_node_type"):
+        extra["op_profile"] = op_profile_from_tables(parsed)
     if run.thermal.get("rose_past_limit"):
         stats.unstable = True
         stats.unstable_reasons.append(f"thermal rise {run.thermal['rise_c']:.1f} C > {run.thermal['max_rise_c']:g} C")
