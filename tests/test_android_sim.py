@@ -208,6 +208,16 @@ def test_garbage_output_is_an_error_quoting_it(phone, tiny_models, monkeypatch):
 
 
 @pytest.mark.fast
+def test_binary_for_another_abi(phone, tmp_path):
+    wrong, model = tmp_path / "benchmark_model_x86", tmp_path / "never_read.tflite"
+    wrong.write_bytes(b"\x7fELF\x01\x01\x01\x00 built for some other CPU")
+    model.write_bytes(b"TFL3")
+    with pytest.raises(RemoteCommandError, match="built for this phone's ABI") as caught:
+        run_benchmark_model(Adb.connect(), model, wrong, BenchmarkOptions(**QUICK), ThermalSettings())
+    assert caught.value.exit_code == 126
+
+
+@pytest.mark.fast
 def test_tool_failure_is_a_remote_exit(phone):
     adb = Adb.connect()
     adb.push(phone / "bin" / "benchmark_model", "/data/local/tmp/benchmark_model")

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from profiling.android.adb import REMOTE_TMP, Adb, AdbError, AdbTimeout
+from profiling.android.adb import REMOTE_TMP, Adb, AdbError, AdbTimeout, RemoteCommandError
 from profiling.android.parsers import (BenchmarkModelResult, BenchmarkOutputError, OrtPerfResult,
                                        parse_benchmark_model, parse_ort_perf_test)
 from profiling.android.thermal import ThermalSettings, read_temperatures, thermal_record, wait_for_cooldown
@@ -167,6 +167,19 @@ def _trimmed(output: str, lines: int = 200) -> str:
     return "\n".join(kept[-lines:])
 
 
+def _run_tool(adb: Adb, command: str, timeout_s: float, binary: Path) -> tuple[int, str]:
+    """Run a pushed tool; a binary the phone cannot execute (126/127: wrong ABI, not a binary) says so."""
+    try:
+        return adb.shell(command, timeout_s=timeout_s)
+    except RemoteCommandError as error:
+        if error.exit_code in (126, 127):
+            raise RemoteCommandError(command, error.exit_code, error.output + (
+                f"\n(the phone could not execute {binary.name}: is it built for this phone's ABI? "
+                "Use the android_aarch64 build for arm64-v8a phones, or --binary-dir with one build per ABI)")) \
+                from None
+        raise
+
+
 def run_benchmark_model(adb: Adb, model_path: Path, binary: Path, options: BenchmarkOptions,
                         thermal: ThermalSettings) -> PhoneRun:
     """Push and run the ``benchmark_model`` binary once; parse its output."""
@@ -177,7 +190,7 @@ def run_benchmark_model(adb: Adb, model_path: Path, binary: Path, options: Bench
                        + options.benchmark_model_flags())
     cooldown = wait_for_cooldown(adb, thermal)
     before = read_temperatures(adb, thermal.zones)
-    _, output = adb.shell(command, timeout_s=options.timeout_s)
+    _, output = _run_tool(adb, command, options.timeout_s, binary)
     after = read_temperatures(adb, thermal.zones)
     parsed = parse_benchmark_model(output)
     return PhoneRun(tool="benchmark_model", command=command, parsed=parsed, output=_trimmed(output),
@@ -233,7 +246,7 @@ def run_ort_perf_test(adb: Adb, model_path: Path, binary: Path, options: Benchma
         "-e", provider, "-I", *options.extra_args, remote_model])
     cooldown = wait_for_cooldown(adb, thermal)
     before = read_temperatures(adb, thermal.zones)
-    _, output = adb.shell(command, timeout_s=options.timeout_s)
+    _, output = _run_tool(adb, command, options.timeout_s, binary)
     after = read_temperatures(adb, thermal.zones)
     parsed = parse_ort_perf_test(output)
     return PhoneRun(tool="onnxruntime_perf_test", command=command, parsed=parsed, output=_trimmed(output),
