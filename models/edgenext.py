@@ -36,7 +36,7 @@ from models.spec import ModelSpec
 PAPER = ("EdgeNeXt: Efficiently Amalgamated CNN-Transformer Architecture for Mobile Vision "
          "Applications (ECCV Workshops 2022)")
 REFERENCE = "https://github.com/mmaaz60/EdgeNeXt"
-LATENCY_DEVICE = "Jetson Nano, TensorRT fp16 (paper Table 1, converted from FPS)"
+LATENCY_DEVICE = "NVIDIA Jetson Nano, batch 1 (1000 / FPS quoted in the official models/model.py)"
 
 
 def _drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
@@ -419,12 +419,12 @@ _MACS_NOTE = ("official MAC count {} M at 256x256 (fvcore, which also counts nor
               "torch.utils.flop_counter, counting convs, linears and the XCA matmuls only, gives about 1% less")
 _BN_HS = "BatchNorm + Hardswish instead of LayerNorm + GELU (official models/model.py); "
 SPECS: dict[str, ModelSpec] = {
-    "edgenext_xx_small": _spec("edgenext_xx_small", "XX-S", 1.327, 0.261, 71.2, None,
-                               "official README top-1 without distillation; " + _MACS_NOTE.format(260.58)),
-    "edgenext_x_small": _spec("edgenext_x_small", "X-S", 2.337, 0.538, 75.0, None,
-                              "official README top-1 without distillation; " + _MACS_NOTE.format(538.0)),
-    "edgenext_small": _spec("edgenext_small", "S", 5.587, 1.261, 79.4, None,
-                            "official README top-1 without distillation; " + _MACS_NOTE.format(1260.59)),
+    "edgenext_xx_small": _spec("edgenext_xx_small", "XX-S", 1.327, 0.261, 71.2, round(1000 / 51.66, 2),
+                               "top-1 as quoted in the official models/model.py (no distillation); " + _MACS_NOTE.format(260.58)),
+    "edgenext_x_small": _spec("edgenext_x_small", "X-S", 2.337, 0.538, 75.0, round(1000 / 31.61, 2),
+                              "top-1 as quoted in the official models/model.py (no distillation); " + _MACS_NOTE.format(538.0)),
+    "edgenext_small": _spec("edgenext_small", "S", 5.587, 1.261, 79.4, round(1000 / 20.47, 2),
+                            "top-1 as quoted in the official models/model.py (no distillation); " + _MACS_NOTE.format(1260.59)),
     "edgenext_base": _spec("edgenext_base", "B", 18.511, 3.841, 82.5, None,
                            "released after the paper; 83.7 with USI distillation; " + _MACS_NOTE.format(3840.93)),
     "edgenext_xx_small_bn_hs": _spec("edgenext_xx_small_bn_hs", "XX-S BN-HS", 1.33, 0.260, 70.3, None,
