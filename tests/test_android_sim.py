@@ -328,6 +328,10 @@ def test_cli_android_errors(phone, tiny_models, monkeypatch, capsys):
     base = ["android", str(tiny_models["tflite"]), "--db", str(phone / "e.db")]
     assert main(base) == 2
     assert "--binary PATH" in capsys.readouterr().out
+    assert main(base + ["--apk", "--pin-big-cores"]) == 2
+    assert "taskset" in capsys.readouterr().out
+    assert main(base + ["--formats", "onnx"]) == 2  # a registry name would need --ort-binary too
+    assert "--ort-binary" in capsys.readouterr().out
     monkeypatch.setenv("ADB_SIM_FAULT", "unauthorized")
     assert main(base + ["--binary", str(phone / "bin" / "benchmark_model")]) == 2
     assert "unauthorized" in capsys.readouterr().out

@@ -108,6 +108,8 @@ def plan(args: argparse.Namespace) -> list[PhoneJob]:
     if "tflite" in formats and args.apk is None and args.binary is None and args.binary_dir is None:
         raise CliError("--formats tflite needs --binary PATH, --binary-dir DIR or --apk [APK] "
                        "(LiteRT's benchmark_model for Android: see tensorflow/lite/tools/benchmark)")
+    if args.apk is not None and args.pin_big_cores:
+        raise CliError("--pin-big-cores applies to the binary (taskset); the APK runs as an app the scheduler places")
     if args.input_size and (len(args.input_size) > 2 or min(args.input_size) < 8):
         raise CliError(f"--input-size takes H or H W (each >= 8), got {args.input_size}")
     import models
