@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from export_helpers import needs_reparam  # tests/ is on sys.path
+
 from export.cli import EXIT_PARITY, EXIT_USAGE, build_parser, run_format_cli, run_multi_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +22,7 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
+@needs_reparam
 @pytest.mark.fast
 def test_onnx_cli_writes_artifact_and_manifest(tmp_path):
     result = _cli("-m", "export.onnx", MODEL, "--out", str(tmp_path))
@@ -71,6 +74,7 @@ def test_bad_input_size_is_an_error(capsys, tmp_path):
         run_format_cli("onnx", [MODEL, "--input-size", "0x64"])
 
 
+@needs_reparam
 @pytest.mark.fast
 def test_forced_parity_failure_exits_non_zero_and_leaves_nothing(monkeypatch, capsys, tmp_path):
     from export import parity
@@ -84,6 +88,7 @@ def test_forced_parity_failure_exits_non_zero_and_leaves_nothing(monkeypatch, ca
     assert list((tmp_path / MODEL).iterdir()) == []
 
 
+@needs_reparam
 @pytest.mark.fast
 def test_multi_format_cli_runs_each_format(tmp_path):
     assert run_multi_cli([MODEL, "--formats", "onnx", "--input-size", "64", "--dynamic-batch",
@@ -92,6 +97,7 @@ def test_multi_format_cli_runs_each_format(tmp_path):
     assert manifest["options"]["dynamic_batch"] is True and manifest["input_shape"] == [1, 3, 64, 64]
 
 
+@needs_reparam
 @pytest.mark.slow
 def test_multi_format_cli_onnx_and_tflite(tmp_path):
     pytest.importorskip("litert_torch", reason="TFLite export needs litert-torch: pip install litert-torch")
@@ -104,6 +110,7 @@ def test_multi_format_cli_onnx_and_tflite(tmp_path):
     assert tflite_manifest["input_layout"] == "NHWC" and tflite_manifest["input_shape"] == [1, 64, 64, 3]
 
 
+@needs_reparam  # a checkpoint that fits neither form is retried as a deploy checkpoint
 @pytest.mark.fast
 def test_weights_that_do_not_fit_are_a_usage_error(capsys, tmp_path):
     import torch

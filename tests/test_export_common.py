@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import models
-from export_helpers import signal_model  # tests/ is on sys.path
+from export_helpers import needs_reparam, signal_model  # tests/ is on sys.path
 from export import load_artifact
 from export.capabilities import CAPABILITIES, Capability, UnsupportedOptionError, check_options
 from export.common import (ExportError, ExportOptions, FormatHandler, InputSizeError, MissingDependencyError,
@@ -65,6 +65,7 @@ def _leftovers(directory):
     return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name)
 
 
+@needs_reparam
 def test_export_writes_artifact_and_complete_manifest(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -109,6 +110,7 @@ def test_no_reparam_exports_training_form(torchsave, model_and_spec, tmp_path):
     assert {c["reference"] for c in artifact.parity["comparisons"]} == {"deploy"}
 
 
+@needs_reparam
 def test_forced_parity_failure_leaves_nothing(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     with pytest.raises(ParityError) as raised:
@@ -124,6 +126,7 @@ def test_forced_parity_failure_leaves_nothing(torchsave, model_and_spec, tmp_pat
     assert _leftovers(final.parent) == []
 
 
+@needs_reparam
 def test_failed_export_keeps_previous_artifact(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     first = export_model(torchsave(), model, spec, tmp_path, ExportOptions(input_size=SIZE, quiet=True))
@@ -133,6 +136,7 @@ def test_failed_export_keeps_previous_artifact(torchsave, model_and_spec, tmp_pa
     assert load_artifact(first.path).sha256 == first.sha256
 
 
+@needs_reparam
 def test_zero_tolerance_fails_on_the_training_reference(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     options = ExportOptions(input_size=SIZE, quiet=True, tolerance=Tolerance(rtol=0.0, atol=0.0, reason="test"))
@@ -143,6 +147,7 @@ def test_zero_tolerance_fails_on_the_training_reference(torchsave, model_and_spe
     assert not artifact_path(tmp_path, MODEL, "torchsave", "fp32").exists()
 
 
+@needs_reparam
 def test_converter_failure_names_format_and_op(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
 
@@ -158,6 +163,7 @@ def test_converter_failure_names_format_and_op(torchsave, model_and_spec, tmp_pa
     assert _leftovers(tmp_path / MODEL) == []
 
 
+@needs_reparam
 def test_converter_writing_nothing_is_an_error(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     with pytest.raises(ExportError, match="wrote nothing"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import models
-from export_helpers import signal_model  # tests/ is on sys.path
+from export_helpers import needs_reparam, signal_model  # tests/ is on sys.path
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install onnx onnxruntime onnxslim")
 pytest.importorskip("onnxruntime", reason="ONNX parity needs onnxruntime: pip install onnxruntime")
@@ -31,6 +31,7 @@ def exported(tmp_path_factory):
     return artifact, model  # the model: the exact weights exported (export never mutates them)
 
 
+@needs_reparam
 @pytest.mark.fast
 def test_graph_is_static_checked_and_named(exported):
     exported, _ = exported
@@ -44,6 +45,7 @@ def test_graph_is_static_checked_and_named(exported):
     assert [d.dim_value for d in graph_output.type.tensor_type.shape.dim] == [1, 1000]
 
 
+@needs_reparam
 @pytest.mark.fast
 def test_deploy_graph_is_smaller_than_training_form(exported, tmp_path):
     exported, model = exported
@@ -56,6 +58,7 @@ def test_deploy_graph_is_smaller_than_training_form(exported, tmp_path):
     assert training.params > exported.params
 
 
+@needs_reparam
 @pytest.mark.fast
 def test_onnxruntime_matches_eager_deploy_model(exported):
     exported, model = exported
@@ -72,6 +75,7 @@ def test_onnxruntime_matches_eager_deploy_model(exported):
     assert exported.parity["passed"] and exported.parity["inputs"] == 3
 
 
+@needs_reparam
 @pytest.mark.fast
 def test_dynamic_batch_runs_any_batch(tmp_path):
     spec = models.model_spec(MODEL)
@@ -92,6 +96,7 @@ def test_dynamic_batch_runs_any_batch(tmp_path):
     assert np.max(np.abs(got - expected)) <= 1e-4 * np.max(np.abs(expected)) + 1e-5
 
 
+@needs_reparam
 @pytest.mark.fast
 def test_old_opset_is_refused(tmp_path):
     from export.common import ExportError

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import models
-from export_helpers import signal_model  # tests/ is on sys.path
+from export_helpers import needs_reparam, signal_model  # tests/ is on sys.path
 
 pytest.importorskip("litert_torch", reason="TFLite export needs litert-torch: pip install litert-torch")
 pytest.importorskip("ai_edge_litert", reason="TFLite parity needs ai-edge-litert: pip install ai-edge-litert")
@@ -23,6 +23,7 @@ from export.parity import tolerance_for  # noqa: E402
 SMALL = "repvit_m0_6"
 
 
+@needs_reparam
 @pytest.mark.slow
 @pytest.mark.parametrize("name", models.list_models("repvit_*"))
 def test_repvit_fp16_weights(name, tmp_path):
@@ -36,6 +37,7 @@ def test_repvit_fp16_weights(name, tmp_path):
     assert artifact.size_bytes < 0.6 * 4 * artifact.params
 
 
+@needs_reparam
 @pytest.mark.slow
 def test_int8_dynamic_agreement(tmp_path):
     spec = models.model_spec(SMALL)
@@ -49,6 +51,7 @@ def test_int8_dynamic_agreement(tmp_path):
     assert io["input:image"]["dtype"] == "float32"  # dynamic range keeps float I/O
 
 
+@needs_reparam
 @pytest.mark.slow
 def test_int8_full_nhwc_takes_int8_pixels(tmp_path):
     spec = models.model_spec(SMALL)

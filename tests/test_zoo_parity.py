@@ -15,7 +15,7 @@ import importlib.util
 import pytest
 
 import models
-from export_helpers import signal_model  # tests/ is on sys.path
+from export_helpers import needs_reparam, signal_model  # tests/ is on sys.path
 from export import load_artifact
 from export.parity import tolerance_for
 from zoo_xfails import ZOO_XFAILS  # tests/ is on sys.path (rootdir conftest, no __init__.py)
@@ -45,6 +45,7 @@ def _format_module(format_name: str):
     return importlib.import_module(f"export.{format_name}")
 
 
+@needs_reparam
 @pytest.mark.parametrize("name,format_name", list(_cases()))
 def test_fp32_parity(name, format_name, tmp_path):
     module = _format_module(format_name)
