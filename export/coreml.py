@@ -193,10 +193,17 @@ def run(path: Path, inputs: list[np.ndarray], spec, options: ExportOptions) -> l
     feeds = [pixels_from_normalized(x, spec.mean, spec.std) if options.image_input else x for x in inputs]
     if sys.platform == "darwin" and not options.image_input:
         return _run_coremltools(path, feeds, spec)
-    from export.mil_eval import MILEvaluator
+    from export.mil_eval import MILEvalError, MILEvaluator, UnsupportedMILOpError
 
-    evaluator = MILEvaluator(path)
-    outputs = [evaluator.run({spec.input_name: feed})[spec.output_name].astype(np.float32) for feed in feeds]
+    try:
+        evaluator = MILEvaluator(path)
+        outputs = [evaluator.run({spec.input_name: feed})[spec.output_name].astype(np.float32) for feed in feeds]
+    except MILEvalError as error:  # the artifact may be fine: the evaluator cannot judge it
+        unsupported = isinstance(error, UnsupportedMILOpError)
+        raise ExportError(f"the reference evaluator cannot run {spec.name}'s ML program: {error}", format="coreml",
+                          failing=error.op_type if unsupported else None,
+                          hint="add the op to MIL_OPS in export/mil_ops.py (one function, one entry), or run "
+                               "the parity gate on macOS where coremltools runs the model") from error
     if sys.platform == "darwin":  # image input: Core ML takes uint8 pixels; check it against the evaluator
         _check_coremltools_image_input(path, feeds, spec, evaluator)
     return outputs

@@ -20,7 +20,7 @@ ct = pytest.importorskip("coremltools", reason="Core ML export needs coremltools
 
 import models  # noqa: E402
 from export import coreml, load_artifact  # noqa: E402
-from export.common import ExportOptions  # noqa: E402
+from export.common import ExportError, ExportOptions  # noqa: E402
 from export.mil_eval import MILEvaluator, UnsupportedMILOpError  # noqa: E402
 from export.mil_ops import MIL_OPS  # noqa: E402
 
@@ -123,8 +123,10 @@ def test_unknown_op_is_named(cli_export, monkeypatch):
     package = out_dir / "repvit_m0_6" / "repvit_m0_6.mlpackage"
     spec = models.model_spec("repvit_m0_6")
     monkeypatch.delitem(MIL_OPS, "gelu")
-    with pytest.raises(UnsupportedMILOpError, match="'gelu'"):
+    with pytest.raises(ExportError, match="'gelu'") as raised:
         coreml.run(package, [x.numpy() for x in spec.sample_inputs(1)], spec, ExportOptions(precision="fp16"))
+    assert raised.value.failing == "gelu" and "MIL_OPS" in str(raised.value)
+    assert isinstance(raised.value.__cause__, UnsupportedMILOpError)
 
 
 def test_cli_help_and_refused_option(tmp_path):
