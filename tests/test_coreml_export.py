@@ -83,7 +83,7 @@ def test_cli_end_to_end(cli_export):
     assert {c["reference"] for c in artifact.parity["comparisons"]} == {"deploy", "training"}
     assert artifact.tool_versions["coremltools"] == ct.__version__
     assert artifact.size_bytes > 1_000_000 and len(artifact.sha256) == 64
-    assert "repvit_m0_6.mlpackage" in result.stderr  # the summary names the path
+    assert "repvit_m0_6 -> coreml (fp16)" in result.stderr  # the one-screen summary
 
 
 def test_metadata(cli_export):
@@ -100,8 +100,11 @@ def test_metadata(cli_export):
     assert [float(v) for v in user["mobilelat.mean"].split(",")] == pytest.approx(spec.mean)
     assert [float(v) for v in user["mobilelat.std"].split(",")] == pytest.approx(spec.std)
     assert user["mobilelat.reparameterized"] == "true"
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    assert user["mobilelat.source_commit"] == (head or "unknown")
+    commit = user["mobilelat.source_commit"]
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", commit)
+    if commit != "unknown":  # a commit of this repository (HEAD may have moved on since)
+        kind = subprocess.run(["git", "cat-file", "-t", commit], cwd=ROOT, capture_output=True, text=True)
+        assert kind.stdout.strip() == "commit"
     inputs = {i.name: i for i in description.input}
     outputs = {o.name: o for o in description.output}
     assert list(inputs) == ["image"] and list(outputs) == ["logits"]
