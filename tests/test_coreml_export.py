@@ -23,6 +23,7 @@ from export import coreml, load_artifact  # noqa: E402
 from export.common import ExportError, ExportOptions  # noqa: E402
 from export.mil_eval import MILEvaluator, UnsupportedMILOpError  # noqa: E402
 from export.mil_ops import MIL_OPS  # noqa: E402
+from export_helpers import needs_reparam  # noqa: E402  (tests/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 # max |artifact - eager| / max |eager| allowed: fp32 is one rounding order away; fp16 rounds every op
@@ -68,6 +69,7 @@ def cli_export(tmp_path_factory):
     return out_dir, result
 
 
+@needs_reparam
 def test_cli_end_to_end(cli_export):
     out_dir, result = cli_export
     assert result.returncode == 0, result.stderr[-3000:]
@@ -86,6 +88,7 @@ def test_cli_end_to_end(cli_export):
     assert "repvit_m0_6 -> coreml (fp16)" in result.stderr  # the one-screen summary
 
 
+@needs_reparam
 def test_metadata(cli_export):
     out_dir, _ = cli_export
     package = out_dir / "repvit_m0_6" / "repvit_m0_6.mlpackage"
@@ -113,6 +116,7 @@ def test_metadata(cli_export):
     assert inputs["image"].type.multiArrayType.dataType == ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
 
 
+@needs_reparam
 def test_program_computes_in_fp16(cli_export):
     out_dir, _ = cli_export
     evaluator = MILEvaluator(out_dir / "repvit_m0_6" / "repvit_m0_6.mlpackage")
@@ -121,6 +125,7 @@ def test_program_computes_in_fp16(cli_export):
     assert "batch_norm" not in evaluator.op_types
 
 
+@needs_reparam
 def test_unknown_op_is_named(cli_export, monkeypatch):
     out_dir, _ = cli_export
     package = out_dir / "repvit_m0_6" / "repvit_m0_6.mlpackage"
@@ -150,6 +155,7 @@ FAMILY = [("repvit_m0_6", "fp32")] + [
     + [(name, "fp32") for name in models.list_models("repvit*") if name not in ("repvit_m0_6", "repvit_m1")]]
 
 
+@needs_reparam
 @pytest.mark.parametrize("name, precision", FAMILY)
 def test_family_parity(name, precision, tmp_path):
     artifact = _export(name, tmp_path, precision=precision)
@@ -161,6 +167,7 @@ def test_family_parity(name, precision, tmp_path):
         assert not MILEvaluator(artifact.path).holds_fp16
 
 
+@needs_reparam
 def test_fp16_differs_from_fp32_as_fp16_does(cli_export):
     """The emulation is visible: fp16 error is orders above fp32 error and within fp16's bound."""
     out_dir, _ = cli_export
@@ -185,6 +192,7 @@ def test_image_preprocessing_is_exact():
         coreml.image_preprocessing((0, 0, 0), (0.2, 0.0, 0.2))
 
 
+@needs_reparam
 def test_image_input_parity(tmp_path):
     """An image input at fp32 passes the fp32 gate: the folded normalization is exact.
 
