@@ -256,6 +256,8 @@ def export_model(handler: FormatHandler, model: nn.Module, spec, out_dir: str | 
     """Convert ``model`` with ``handler``, gate it on parity, write it atomically with its manifest."""
     options = options or ExportOptions()
     check_options(handler.name, options)
+    if options.parity_inputs < 3:
+        raise ValueError(f"the parity gate runs at least 3 seeded inputs, got parity_inputs={options.parity_inputs}")
     tolerance = options.tolerance or tolerance_for(handler.name, options.precision)
     started = time.perf_counter()
     console = _Console(options.quiet)
