@@ -43,6 +43,8 @@ def test_graph_is_static_checked_and_named(exported):
     assert graph_input.name == "image" and graph_output.name == "logits"
     assert [d.dim_value for d in graph_input.type.tensor_type.shape.dim] == [1, 3, 224, 224]
     assert [d.dim_value for d in graph_output.type.tensor_type.shape.dim] == [1, 1000]
+    manifest = load_artifact(exported.path)  # what profiling reads agrees with the graph
+    assert manifest.input_shape == [1, 3, 224, 224] and manifest.input_name == graph_input.name
 
 
 @needs_reparam
