@@ -8,7 +8,6 @@ convert small torch modules instead, to cover the ops the torch frontend emits f
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
