@@ -62,3 +62,65 @@ class SqueezeExcite(nn.Module):
         scale = x.mean((2, 3), keepdim=True)
         scale = self.conv_expand(self.act(self.conv_reduce(scale)))
         return x * self.gate(scale)
+
+
+class SqueezeExciteReduced(nn.Module):
+    """Squeeze-and-excitation whose bottleneck width is given by the caller.
+
+    MobileNetV3 and EfficientNet round the bottleneck differently (``make_divisible`` of the
+    expanded width versus ``round`` of the block's input width), so the family computes it.
+    """
+
+    def __init__(self, channels: int, reduced_channels: int, act_layer: type[nn.Module] = nn.ReLU,
+                 gate_layer: type[nn.Module] = nn.Sigmoid):
+        super().__init__()
+        self.conv_reduce = nn.Conv2d(channels, reduced_channels, 1, bias=True)
+        self.act = act_layer()
+        self.conv_expand = nn.Conv2d(reduced_channels, channels, 1, bias=True)
+        self.gate = gate_layer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        scale = self.conv_expand(self.act(self.conv_reduce(scale)))
+        return x * self.gate(scale)
+
+
+class DepthwiseSeparable(nn.Module):
+    """MobileNet's depthwise-separable block: dw kxk+BN+act, optional SE, 1x1+BN (no act).
+
+    The residual is added when the block keeps its shape (stride 1, same channels).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 act_layer: type[nn.Module], se: nn.Module | None = None):
+        super().__init__()
+        self.has_skip = stride == 1 and in_channels == out_channels
+        self.conv_dw = ConvBN(in_channels, in_channels, kernel_size, stride, kernel_size // 2, groups=in_channels)
+        self.act = act_layer()
+        self.se = se if se is not None else nn.Identity()
+        self.conv_pw = ConvBN(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv_pw(self.se(self.act(self.conv_dw(x))))
+        return x + out if self.has_skip else out
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2/V3 and EfficientNet's MBConv: 1x1 expand+BN+act, dw kxk+BN+act, optional SE,
+    1x1 project+BN (linear bottleneck), residual when the block keeps its shape."""
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 act_layer: type[nn.Module], se: nn.Module | None = None):
+        super().__init__()
+        self.has_skip = stride == 1 and in_channels == out_channels
+        self.conv_pw = ConvBN(in_channels, mid_channels, 1)
+        self.act1 = act_layer()
+        self.conv_dw = ConvBN(mid_channels, mid_channels, kernel_size, stride, kernel_size // 2, groups=mid_channels)
+        self.act2 = act_layer()
+        self.se = se if se is not None else nn.Identity()
+        self.conv_pwl = ConvBN(mid_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act2(self.conv_dw(self.act1(self.conv_pw(x))))
+        out = self.conv_pwl(self.se(out))
+        return x + out if self.has_skip else out

@@ -25,6 +25,11 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "edgevit": ("edgevit_xxs", "edgevit_xs", "edgevit_s"),
     "efficientmod": ("efficientmod_xxs", "efficientmod_xs", "efficientmod_s", "efficientmod_s_conv"),
     "mobilevit": ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s"),
+    "mobilenet": ("mobilenetv2_100", "mobilenetv3_small_100", "mobilenetv3_large_100"),
+    "convnext": ("convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano", "convnext_tiny"),
+    "efficientnet": ("efficientnet_b0", "efficientnetv2_b0", "efficientnetv2_s"),
+    "swin": ("swin_tiny",),
+    "vit": ("vit_tiny_patch16",),
 }
 
 _MODEL_TABLE: dict[str, str] = {name: family for family, names in _FAMILIES.items() for name in names}

@@ -1,0 +1,163 @@
+"""ConvNeXt: A ConvNet for the 2020s (Liu et al., CVPR 2022).
+
+Reference implementation: https://github.com/facebookresearch/ConvNeXt (``models/convnext.py``)
+for ConvNeXt-T; the small variants atto, femto, pico and nano exist only in timm
+(``timm/models/convnext.py``), which builds them with 1x1-conv MLPs and channels-first
+LayerNorms (``conv_mlp=True``); ConvNeXt-T keeps the official channels-last Linear MLP.
+
+Block: 7x7 depthwise conv, LayerNorm, MLP (4x, GELU), per-channel layer scale ``gamma``, residual.
+Reparameterization folds ``gamma`` into the MLP's last linear layer (``fc2``), which is exact
+(``gamma * (W x + b) = (gamma W) x + gamma b``); the LayerNorms are left alone.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.spec import ModelSpec
+
+PAPER = "A ConvNet for the 2020s (CVPR 2022)"
+REFERENCE = "https://github.com/facebookresearch/ConvNeXt"
+REFERENCE_TIMM = "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/convnext.py"
+
+
+def fold_layer_scale(weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``gamma * linear(x)`` as one linear (or 1x1 conv) layer.
+
+    ``weight`` has the output channels first (Linear ``(out, in)`` or Conv ``(out, in, 1, 1)``).
+    """
+    scale = gamma.reshape(-1, *([1] * (weight.dim() - 1)))
+    return weight * scale, bias * gamma
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW tensor (permute, normalize, permute back)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    """dw7x7 -> LayerNorm -> fc1 -> GELU -> fc2 -> layer scale, plus the input.
+
+    ``conv_mlp``: the MLP is 1x1 convs on NCHW (timm's small variants) instead of Linear layers
+    on NHWC (the official form). ``ls_init_value=None`` builds the block without layer scale,
+    which is the deploy form ``reparameterize`` returns.
+    """
+
+    def __init__(self, dim: int, conv_mlp: bool, ls_init_value: float | None = 1e-6, mlp_ratio: int = 4):
+        super().__init__()
+        self.dim = dim
+        self.conv_mlp = conv_mlp
+        self.conv_dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim, bias=True)
+        if conv_mlp:
+            self.norm = LayerNorm2d(dim, eps=1e-6)
+            self.fc1 = nn.Conv2d(dim, mlp_ratio * dim, 1)
+            self.fc2 = nn.Conv2d(mlp_ratio * dim, dim, 1)
+        else:
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
+            self.fc1 = nn.Linear(dim, mlp_ratio * dim)
+            self.fc2 = nn.Linear(mlp_ratio * dim, dim)
+        self.act = nn.GELU()
+        self.gamma = nn.Parameter(torch.full((dim,), ls_init_value)) if ls_init_value is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.conv_dw(x)
+        if self.conv_mlp:
+            x = self.fc2(self.act(self.fc1(self.norm(x))))
+            if self.gamma is not None:
+                x = x * self.gamma.reshape(1, -1, 1, 1)
+        else:
+            x = self.fc2(self.act(self.fc1(self.norm(x.permute(0, 2, 3, 1)))))
+            if self.gamma is not None:
+                x = x * self.gamma
+            x = x.permute(0, 3, 1, 2)
+        return shortcut + x
+
+    def reparameterize(self) -> nn.Module:
+        """The same block with ``gamma`` folded into ``fc2`` (no layer scale left)."""
+        if self.gamma is None:
+            return self
+        fused = ConvNeXtBlock(self.dim, self.conv_mlp, ls_init_value=None, mlp_ratio=self._mlp_ratio())
+        state = {k: v for k, v in self.state_dict().items() if k != "gamma"}
+        with torch.no_grad():
+            state["fc2.weight"], state["fc2.bias"] = fold_layer_scale(self.fc2.weight, self.fc2.bias, self.gamma)
+        fused.load_state_dict(state)
+        return fused.train(self.training)
+
+    def _mlp_ratio(self) -> int:
+        return self.fc2.weight.shape[1] // self.dim
+
+
+class ConvNeXtStage(nn.Module):
+    """Optional downsampling (LayerNorm + 2x2 stride-2 conv), then ``depth`` blocks."""
+
+    def __init__(self, in_dim: int, out_dim: int, depth: int, conv_mlp: bool, downsample: bool):
+        super().__init__()
+        if downsample:
+            self.downsample = nn.Sequential(LayerNorm2d(in_dim, eps=1e-6), nn.Conv2d(in_dim, out_dim, 2, stride=2))
+        else:
+            self.downsample = nn.Identity()
+        self.blocks = nn.Sequential(*[ConvNeXtBlock(out_dim, conv_mlp) for _ in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+class ConvNeXt(nn.Module):
+    """4x4 patchify stem, four stages, global average pool, LayerNorm and a linear head."""
+
+    def __init__(self, depths: tuple[int, ...], dims: tuple[int, ...], conv_mlp: bool, num_classes: int = 1000):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, dims[0], 4, stride=4), LayerNorm2d(dims[0], eps=1e-6))
+        stages = []
+        in_dim = dims[0]
+        for index, (depth, dim) in enumerate(zip(depths, dims)):
+            stages.append(ConvNeXtStage(in_dim, dim, depth, conv_mlp, downsample=index > 0))
+            in_dim = dim
+        self.stages = nn.Sequential(*stages)
+        self.num_features = in_dim
+        self.norm = nn.LayerNorm(in_dim, eps=1e-6)
+        self.head = nn.Linear(in_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x).mean((2, 3))
+        return self.head(self.norm(x))
+
+
+VARIANTS: dict[str, dict] = {
+    "convnext_atto": dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), conv_mlp=True),
+    "convnext_femto": dict(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384), conv_mlp=True),
+    "convnext_pico": dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512), conv_mlp=True),
+    "convnext_nano": dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640), conv_mlp=True),
+    "convnext_tiny": dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), conv_mlp=False),
+}
+
+_TIMM_ONLY = ("a timm variant, not in the paper: params, MACs and top-1 are timm's published figures "
+              "(d2 / d1 ImageNet-1k recipe, evaluated at 224)")
+SPECS: dict[str, ModelSpec] = {
+    "convnext_atto": ModelSpec(name="convnext_atto", family="convnext", variant="atto", paper=PAPER,
+                               reference_impl=REFERENCE_TIMM, params_m=3.696, gmacs=0.55, top1=75.7, notes=_TIMM_ONLY),
+    "convnext_femto": ModelSpec(name="convnext_femto", family="convnext", variant="femto", paper=PAPER,
+                                reference_impl=REFERENCE_TIMM, params_m=5.218, gmacs=0.79, top1=77.5, notes=_TIMM_ONLY),
+    "convnext_pico": ModelSpec(name="convnext_pico", family="convnext", variant="pico", paper=PAPER,
+                               reference_impl=REFERENCE_TIMM, params_m=9.046, gmacs=1.37, top1=79.5, notes=_TIMM_ONLY),
+    "convnext_nano": ModelSpec(name="convnext_nano", family="convnext", variant="nano", paper=PAPER,
+                               reference_impl=REFERENCE_TIMM, params_m=15.594, gmacs=2.46, top1=80.8, notes=_TIMM_ONLY),
+    "convnext_tiny": ModelSpec(name="convnext_tiny", family="convnext", variant="T", paper=PAPER,
+                               reference_impl=REFERENCE, params_m=28.589, gmacs=4.5, top1=82.1,
+                               notes="paper Table 1 (ImageNet-1k, 224): 28M params, 4.5G FLOPs (multiply-adds); "
+                                     "the paper gives A100 throughput, not a mobile latency"),
+}
+
+
+def build(name: str, num_classes: int = 1000) -> ConvNeXt:
+    """Build a registered ConvNeXt variant in training form (with layer scale)."""
+    return ConvNeXt(num_classes=num_classes, **VARIANTS[name])

@@ -1,0 +1,235 @@
+"""Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (Liu et al., ICCV 2021).
+
+Reference implementation: https://github.com/microsoft/Swin-Transformer
+(``models/swin_transformer.py``), as restructured by timm ``models/swin_transformer.py``
+(NHWC stage tensors, patch merging at the start of stages 2-4).
+
+Written for export with static shapes, in forms that are exactly equal to the reference:
+
+* the cyclic shift ``torch.roll(x, -s, (1, 2))`` is two slice+concat pairs (``cyclic_shift``);
+* the shifted-window attention mask is computed once for the model's input size and kept as a
+  buffer (so a model is built for one resolution: ``build(name, img_size=...)``);
+* window partition/reverse, q/k/v splitting and mask addition use tensors of rank 4 at most
+  (some converters reject rank-5/6 transposes).
+
+No reparameterization applies (LayerNorm everywhere, no layer scale).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.spec import ModelSpec
+
+PAPER = "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)"
+REFERENCE = "https://github.com/microsoft/Swin-Transformer"
+
+
+def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """``torch.roll(x, (shift, shift), dims=(1, 2))`` on an NHWC tensor, as slicing and concat."""
+    height, width = x.shape[1], x.shape[2]
+    shift_h, shift_w = shift % height, shift % width
+    if shift_h:
+        x = torch.cat([x[:, height - shift_h:], x[:, :height - shift_h]], dim=1)
+    if shift_w:
+        x = torch.cat([x[:, :, width - shift_w:], x[:, :, :width - shift_w]], dim=2)
+    return x
+
+
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * H/w * W/w, w*w, C), windows in row-major order, rank 4 at most."""
+    batch, height, width, channels = x.shape
+    x = x.reshape(batch * (height // window), window, width // window, window * channels)
+    x = x.transpose(1, 2)  # (B * H/w, W/w, w rows, w * C)
+    return x.reshape(-1, window * window, channels)
+
+
+def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of ``window_partition``: (B * nW, w*w, C) -> (B, H, W, C)."""
+    channels = windows.shape[-1]
+    x = windows.reshape(-1, width // window, window, window * channels)
+    x = x.transpose(1, 2)  # (B * H/w, w rows, W/w, w * C)
+    return x.reshape(-1, height, width, channels)
+
+
+def relative_position_index(window: int) -> torch.Tensor:
+    """(w*w, w*w) index into the ((2w-1)^2, heads) relative position bias table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    return relative[:, :, 0] * (2 * window - 1) + relative[:, :, 1]
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """(nW, w*w, w*w) additive mask: -100 between tokens that came from different regions.
+
+    After the cyclic shift, a window at the border holds tokens from up to four regions of the
+    unshifted image; they must not attend to each other (the reference's construction).
+    """
+    region = torch.zeros(1, height, width, 1)
+    label = 0
+    for rows in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+        for cols in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+            region[:, rows, cols, :] = label
+            label += 1
+    labels = window_partition(region, window).squeeze(-1)  # (nW, w*w)
+    mask = labels[:, None, :] - labels[:, :, None]
+    return mask.ne(0).float() * -100.0
+
+
+class Mlp(nn.Sequential):
+    """Linear -> GELU -> Linear."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.add_module("fc1", nn.Linear(dim, hidden))
+        self.add_module("act", nn.GELU())
+        self.add_module("fc2", nn.Linear(hidden, dim))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows, with a learned relative position bias."""
+
+    def __init__(self, dim: int, num_heads: int, window: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.window = window
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        windows, tokens, dim = x.shape
+        q, k, v = (self._split_heads(t) for t in self.qkv(x).chunk(3, dim=-1))
+        attn = (q * self.scale) @ k.transpose(-2, -1)  # (B*nW, heads, N, N)
+        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
+        attn = attn + bias.reshape(tokens, tokens, self.num_heads).permute(2, 0, 1).unsqueeze(0)
+        if mask is not None:  # (nW, N, N), broadcast over batch and heads in rank 4
+            num_windows = mask.shape[0]
+            attn = attn.reshape(-1, num_windows, self.num_heads, tokens * tokens)
+            attn = attn + mask.reshape(1, num_windows, 1, tokens * tokens)
+            attn = attn.reshape(windows, self.num_heads, tokens, tokens)
+        attn = attn.softmax(dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(windows, tokens, dim)
+        return self.proj(out)
+
+
+class SwinBlock(nn.Module):
+    """LayerNorm -> (shifted) window attention -> residual; LayerNorm -> MLP -> residual."""
+
+    def __init__(self, dim: int, num_heads: int, resolution: tuple[int, int], window: int, shift: int,
+                 mlp_ratio: float = 4.0):
+        super().__init__()
+        height, width = resolution
+        if min(resolution) <= window:  # a single window covers the map: no shift (reference rule)
+            window, shift = min(resolution), 0
+        if height % window or width % window:
+            raise ValueError(f"Swin feature map {height}x{width} is not a multiple of the window size {window}; "
+                             f"use an input size whose /32 feature map is a multiple of {window} (e.g. 224)")
+        self.resolution = (height, width)
+        self.window = window
+        self.shift = shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, num_heads, window)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        mask = shifted_window_mask(height, width, window, shift) if shift else None
+        self.register_buffer("attn_mask", mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = self.resolution
+        shortcut = x
+        x = self.norm1(x)
+        if self.shift:
+            x = cyclic_shift(x, -self.shift)
+        x = self.attn(window_partition(x, self.window), self.attn_mask)
+        x = window_reverse(x, self.window, height, width)
+        if self.shift:
+            x = cyclic_shift(x, self.shift)
+        x = shortcut + x
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbourhood concat (C -> 4C), LayerNorm, linear 4C -> 2C (halves H and W)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the reference's order: (even row, even col), (odd, even), (even, odd), (odd, odd)
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
+
+
+class SwinStage(nn.Module):
+    """Optional patch merging, then blocks alternating regular and shifted windows."""
+
+    def __init__(self, in_dim: int, depth: int, num_heads: int, resolution: tuple[int, int], window: int,
+                 downsample: bool):
+        super().__init__()
+        self.downsample = PatchMerging(in_dim) if downsample else nn.Identity()
+        dim = 2 * in_dim if downsample else in_dim
+        self.blocks = nn.Sequential(*[
+            SwinBlock(dim, num_heads, resolution, window, shift=0 if index % 2 == 0 else window // 2)
+            for index in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+class SwinTransformer(nn.Module):
+    """4x4 patch embedding (+LayerNorm), four stages on NHWC maps, LayerNorm, average pool, head."""
+
+    def __init__(self, embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], window: int = 7,
+                 img_size: int = 224, num_classes: int = 1000):
+        super().__init__()
+        if img_size % 32:
+            raise ValueError(f"Swin needs an input size divisible by 32, got {img_size}")
+        self.patch_embed = nn.Conv2d(3, embed_dim, 4, stride=4)
+        self.patch_norm = nn.LayerNorm(embed_dim)
+        stages = []
+        dim, size = embed_dim, img_size // 4
+        for index, (depth, heads) in enumerate(zip(depths, num_heads)):
+            if index > 0:
+                size //= 2
+            stages.append(SwinStage(dim, depth, heads, (size, size), window, downsample=index > 0))
+            dim = dim * 2 if index > 0 else dim
+        self.stages = nn.Sequential(*stages)
+        self.num_features = dim
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_norm(self.patch_embed(x).permute(0, 2, 3, 1))
+        return self.norm(self.stages(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x).mean((1, 2)))
+
+
+VARIANTS: dict[str, dict] = {
+    "swin_tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window=7),
+}
+
+SPECS: dict[str, ModelSpec] = {
+    "swin_tiny": ModelSpec(
+        name="swin_tiny", family="swin", variant="Swin-T", paper=PAPER, reference_impl=REFERENCE,
+        params_m=28.288, gmacs=4.5, top1=81.3,
+        notes="paper Table 1(a): 29M params, 4.5G FLOPs (multiply-adds), 81.3 top-1 at 224, window 7; "
+              "the paper reports V100 throughput, not a mobile latency; the attention mask is built for "
+              "224 (build(name, img_size=...) for another size)"),
+}
+
+
+def build(name: str, num_classes: int = 1000, img_size: int = 224) -> SwinTransformer:
+    """Build a registered Swin variant for one input size (the shifted-window mask depends on it)."""
+    return SwinTransformer(num_classes=num_classes, img_size=img_size, **VARIANTS[name])
