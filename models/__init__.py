@@ -11,5 +11,6 @@ first time that name is looked up.
 """
 from models.registry import UnknownModelError, create_model, list_families, list_models, model_spec
 from models.spec import ModelSpec
+from models.weights import CheckpointMismatchError
 
-__all__ = ["ModelSpec", "UnknownModelError", "create_model", "list_families", "list_models", "model_spec"]
+__all__ = ["CheckpointMismatchError", "ModelSpec", "UnknownModelError", "create_model", "list_families", "list_models", "model_spec"]

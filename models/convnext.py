@@ -83,6 +83,7 @@ class ConvNeXtBlock(nn.Module):
         if self.gamma is None:
             return self
         fused = ConvNeXtBlock(self.dim, self.conv_mlp, ls_init_value=None, mlp_ratio=self._mlp_ratio())
+        fused.to(device=self.fc2.weight.device, dtype=self.fc2.weight.dtype)
         state = {k: v for k, v in self.state_dict().items() if k != "gamma"}
         with torch.no_grad():
             state["fc2.weight"], state["fc2.bias"] = fold_layer_scale(self.fc2.weight, self.fc2.bias, self.gamma)

@@ -93,7 +93,8 @@ class PositionalEncodingFourier(nn.Module):
         return torch.cat((pos_y, pos_x), dim=2).permute(2, 0, 1).unsqueeze(0)
 
     def forward(self, height: int, width: int) -> torch.Tensor:
-        return self.token_projection(self.features(height, width))
+        # features are float32 (the official values); the projection may run in another dtype
+        return self.token_projection(self.features(height, width).to(self.token_projection.weight.dtype))
 
 
 class XCA(nn.Module):
@@ -134,7 +135,8 @@ def _scaled_linear(linear: nn.Linear, scale: torch.Tensor) -> nn.Linear:
 
 
 def _linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
+                      dtype=weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(weight)
         if bias is not None:
@@ -195,6 +197,7 @@ class ConvEncoder(nn.Module):
         dim = self.dwconv.in_channels
         fused = ConvEncoder(dim, self.dwconv.kernel_size[0], self.pwconv1.out_features // dim,
                             bn_hs=self.bn_hs, deploy=self.bn_hs, drop_path=self.drop_path)
+        fused.to(device=self.pwconv1.weight.device, dtype=self.pwconv1.weight.dtype)
         with torch.no_grad():
             if self.bn_hs:
                 weight, bias = fuse_conv_bn(self.dwconv, self.norm)
@@ -303,7 +306,8 @@ class BNConv(nn.Sequential):
 
         bn, conv = self[0], self[1]
         weight, bias = fold_bn_into_following_conv(bn, conv.weight, conv.bias)
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, bias=True)
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, bias=True,
+                          device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             fused.weight.copy_(weight)
             fused.bias.copy_(bias)

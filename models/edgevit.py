@@ -48,7 +48,7 @@ def _bn_then_conv1x1(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     from reparam.fuse import fold_bn_into_following_conv
 
     weight, bias = fold_bn_into_following_conv(bn, conv.weight, conv.bias)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=True)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=True, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         fused.weight.copy_(weight)
         fused.bias.copy_(bias)
@@ -226,6 +226,7 @@ class ClassifierHead(nn.Module):
 
         weight, bias = fold_bn_into_following_linear(self.norm, self.head.weight, self.head.bias)
         fused = ClassifierHead(self.head.in_features, self.head.out_features, deploy=True)
+        fused.to(device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             fused.head.weight.copy_(weight)
             fused.head.bias.copy_(bias)

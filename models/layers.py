@@ -21,6 +21,29 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
     return rounded
 
 
+def conv2d_from(template: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
+    """A Conv2d with ``template``'s geometry (stride, padding, dilation, groups) holding ``weight`` and ``bias``."""
+    conv = nn.Conv2d(template.in_channels, template.out_channels, tuple(weight.shape[-2:]), template.stride,
+                     template.padding, template.dilation, template.groups, bias=bias is not None,
+                     padding_mode=template.padding_mode, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv
+
+
+def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """A Linear holding ``weight`` (out, in) and ``bias``."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
+                       dtype=weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
 class ConvBN(nn.Sequential):
     """Conv2d without bias followed by BatchNorm2d (children ``c`` and ``bn``)."""
 
@@ -33,6 +56,12 @@ class ConvBN(nn.Sequential):
         nn.init.constant_(self.bn.weight, bn_weight_init)
         nn.init.constant_(self.bn.bias, 0.0)
 
+    def reparameterize(self) -> nn.Module:
+        """One Conv2d with bias: the BatchNorm folded into the conv (exact for any padding and groups)."""
+        from reparam.fuse import fuse_conv_bn  # reparam depends on models, not the other way round
+
+        return conv2d_from(self.c, *fuse_conv_bn(self.c, self.bn))
+
 
 class BNLinear(nn.Sequential):
     """BatchNorm1d followed by Linear (children ``bn`` and ``l``), a LeViT-style head."""
@@ -44,6 +73,12 @@ class BNLinear(nn.Sequential):
         nn.init.trunc_normal_(self.l.weight, std=std)
         if bias:
             nn.init.constant_(self.l.bias, 0.0)
+
+    def reparameterize(self) -> nn.Module:
+        """One Linear with bias: the BatchNorm folded into the linear's input side."""
+        from reparam.fuse import fold_bn_into_following_linear
+
+        return linear_from(*fold_bn_into_following_linear(self.bn, self.l.weight, self.l.bias))
 
 
 class SqueezeExcite(nn.Module):

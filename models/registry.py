@@ -78,7 +78,8 @@ def create_model(name: str, weights: str | Path | None = None, deploy: bool = Fa
     if deploy:
         import reparam  # imported here: reparam depends on models, not the other way round
 
-        model = reparam.reparameterize(model)
+        # the statistics come with the checkpoint loaded below, so fresh ones are expected here
+        model = reparam.reparameterize(model, warn_untrained=False)
     if weights is not None:
         from models.weights import load_checkpoint
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import BNLinear, ConvBN, SqueezeExcite, make_divisible
+from models.layers import BNLinear, ConvBN, SqueezeExcite, conv2d_from, linear_from, make_divisible
 from models.spec import ModelSpec
 
 PAPER = "RepViT: Revisiting Mobile CNN From ViT Perspective (CVPR 2024)"
@@ -55,6 +55,18 @@ class RepVGGDW(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn((self.conv(x) + self.conv1(x)) + x)
 
+    def reparameterize(self) -> nn.Module:
+        """One depthwise 3x3 conv with bias: the three branches summed, then the outer BatchNorm folded."""
+        from reparam.fuse import fuse_bn_tensors, fuse_conv_bn, identity_kernel, merge_parallel_branches
+
+        conv = self.conv.c
+        weight, bias = merge_parallel_branches([
+            fuse_conv_bn(conv, self.conv.bn),
+            (self.conv1.weight, self.conv1.bias),
+            (identity_kernel(conv.out_channels, 1, groups=conv.groups, dtype=conv.weight.dtype), None),
+        ])
+        return conv2d_from(conv, *fuse_bn_tensors(weight, bias, self.bn)).eval()
+
 
 class RepVGGDWLegacy(nn.Module):
     """Earlier token mixer (RepViT-M1/M2/M3): ``dw3x3_bn(x) + dw1x1_bn(x) + x``."""
@@ -66,6 +78,18 @@ class RepVGGDWLegacy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x) + self.conv1(x) + x
+
+    def reparameterize(self) -> nn.Module:
+        """One depthwise 3x3 conv with bias: both conv+BN branches and the identity summed."""
+        from reparam.fuse import fuse_conv_bn, identity_kernel, merge_parallel_branches
+
+        conv = self.conv.c
+        weight, bias = merge_parallel_branches([
+            fuse_conv_bn(conv, self.conv.bn),
+            fuse_conv_bn(self.conv1.c, self.conv1.bn),
+            (identity_kernel(conv.out_channels, 1, groups=conv.groups, dtype=conv.weight.dtype), None),
+        ])
+        return conv2d_from(conv, weight, bias).eval()
 
 
 class RepViTBlock(nn.Module):
@@ -120,6 +144,30 @@ class DistillationClassifier(nn.Module):
         if self.training:
             return logits, logits_dist
         return (logits + logits_dist) / 2
+
+    def reparameterize(self) -> nn.Module:
+        """One Linear: the eval-mode average of the two heads, each with its BatchNorm folded in.
+
+        The deploy form returns the averaged logits in training mode too (it has no second head).
+        """
+        heads = [self.classifier] + ([self.classifier_dist] if self.distillation else [])
+        if any(isinstance(head, nn.Identity) for head in heads):
+            return nn.Identity()
+        linears = [_as_linear(head) for head in heads]
+        with torch.no_grad():
+            weight = sum(linear.weight for linear in linears) / len(linears)
+            bias = sum(linear.bias for linear in linears) / len(linears)
+        return linear_from(weight, bias).eval()
+
+
+def _as_linear(head: nn.Module) -> nn.Linear:
+    """A classifier head (BNLinear or an already folded Linear) as one Linear with bias."""
+    linear = head.reparameterize() if isinstance(head, BNLinear) else head
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"cannot fold a {type(head).__name__} classifier head into a Linear")
+    if linear.bias is None:
+        return linear_from(linear.weight, torch.zeros(linear.out_features, dtype=linear.weight.dtype))
+    return linear
 
 
 class RepViT(nn.Module):

@@ -1,0 +1,134 @@
+"""``python -m reparam NAME``: reparameterize a registered model, check it, print what changed.
+
+Builds the model (``--weights PATH`` loads a local checkpoint), folds it with
+``reparam.reparameterize``, checks on seeded inputs that the deploy form gives the training
+form's eval-mode outputs (max abs error <= 1e-5 x max |output|), prints the summary, and with
+``--out PATH`` saves the deploy state dict, which ``models.create_model(NAME, deploy=True,
+weights=PATH)`` loads again. The file is written only after the check passes, and atomically.
+
+Exit codes: 0 done, 1 the exactness check failed (nothing written), 2 bad input (unknown model,
+checkpoint that does not fit, unwritable output).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+import warnings
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+RELATIVE_TOLERANCE = 1e-5  # max abs error allowed, as a fraction of max |training-form output|
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reparam",
+        description="Reparameterize a registered model into its deploy form (BatchNorms folded, branches "
+                    "merged, layer scales folded), check the outputs are unchanged, and optionally save it.",
+        epilog="example: python -m reparam repvit_m1 --weights repvit_m1.pth --out repvit_m1_deploy.pt")
+    parser.add_argument("name", help="registered model name (python -m models list)")
+    parser.add_argument("--weights", type=Path, help="local training-form checkpoint (state dict, or a dict "
+                        "with a 'model' key); default: random initialization")
+    parser.add_argument("--out", type=Path, help="save the deploy state dict here (torch.save)")
+    parser.add_argument("--input-size", type=int, metavar="PIXELS",
+                        help="square input size for the check (default: the model's own)")
+    parser.add_argument("--check-inputs", type=int, default=3, metavar="N",
+                        help="seeded inputs for the exactness check (default 3; 0 skips the check)")
+    return parser
+
+
+def check_outputs(training: torch.nn.Module, deploy: torch.nn.Module, inputs: list[torch.Tensor]) -> tuple[float, float]:
+    """(max abs error, max |output|) of deploy vs training form in eval mode over ``inputs``."""
+    training = training.eval()
+    worst_error, largest = 0.0, 0.0
+    with torch.no_grad():
+        for x in inputs:
+            reference, result = training(x), deploy(x)
+            worst_error = max(worst_error, float((result - reference).abs().max()))
+            largest = max(largest, float(reference.abs().max()))
+    return worst_error, largest
+
+
+def save_atomically(state: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: the file appears whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _table(name: str, result) -> Table:
+    table = Table(title=f"{name}: training form -> deploy form")
+    for column, justify in (("", "left"), ("before", "right"), ("after", "right")):
+        table.add_column(column, justify=justify)
+    for row in result.rows():
+        table.add_row(*row)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    import models
+    import reparam
+
+    try:
+        spec = models.model_spec(args.name)
+        training = models.create_model(args.name, weights=args.weights)
+    except models.UnknownModelError as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+    except (FileNotFoundError, models.CheckpointMismatchError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        if isinstance(error, models.CheckpointMismatchError):
+            console.print("a deploy-form checkpoint is already reparameterized: load it with "
+                          f"models.create_model({args.name!r}, deploy=True, weights=PATH)")
+        return 2
+    if args.input_size:
+        spec = spec.with_input_size(args.input_size)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", reparam.UntrainedBatchNormWarning)
+        with console.status(f"reparameterizing {args.name}..."):
+            deploy = reparam.reparameterize(training)
+    result = reparam.summary(training, deploy)
+    console.print(_table(args.name, result))
+    for note in result.notes():
+        console.print(f"note: {note}")
+    for warning in caught:
+        if not issubclass(warning.category, reparam.UntrainedBatchNormWarning):
+            console.print(f"warning: {warning.message}")
+
+    if args.check_inputs > 0:
+        with console.status(f"checking outputs on {args.check_inputs} seeded input(s)..."):
+            error, largest = check_outputs(training, deploy, spec.sample_inputs(args.check_inputs, seed=0))
+        allowed = RELATIVE_TOLERANCE * largest
+        verdict = "[green]exact[/green]" if error <= allowed else "[red]NOT exact[/red]"
+        console.print(f"check: max abs error {error:.3g} (allowed {allowed:.3g} = {RELATIVE_TOLERANCE:g} x max |output| "
+                      f"{largest:.3g}) over {args.check_inputs} input(s) of shape {tuple(spec.input_shape())}: {verdict}")
+        if error > allowed:
+            console.print("[red]the deploy form does not reproduce the training form; nothing was written[/red]")
+            return 1
+
+    if args.out is not None:
+        try:
+            save_atomically(deploy.state_dict(), args.out)
+        except OSError as error:
+            console.print(f"[red]error:[/red] cannot write {args.out}: {error}")
+            return 2
+        console.print(f"saved the deploy state dict to {args.out} "
+                      f"({args.out.stat().st_size / 1e6:.1f} MB); load it with "
+                      f"models.create_model({args.name!r}, deploy=True, weights={str(args.out)!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
