@@ -14,8 +14,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# The main pipeline on its defaults: build, reparameterize, export behind the parity gate, profile, report.
+# A few other families go through ONNX Runtime beside it, so the report can set latency against MACs.
+DEMO_MODEL ?= repvit_m1
+DEMO_COMPARE ?= repvit_m0_9 mobilenetv3_large_100 efficientnet_b0 convnext_atto edgenext_x_small
+DEMO_RUN := demo-$(shell date -u +%Y%m%dT%H%M%S)
 demo: $(STAMP)
-	$(PY) -m models info repvit_m1
+	$(PY) -m models info $(DEMO_MODEL)
+	$(PY) -m reparam $(DEMO_MODEL) --out artifacts/$(DEMO_MODEL)/$(DEMO_MODEL)_deploy.pt
+	$(PY) -m export $(DEMO_MODEL) --formats onnx,coreml,tflite
+	$(PY) -m profiling run $(DEMO_MODEL) --formats onnx,tflite,torch --label demo --run-id $(DEMO_RUN)
+	$(PY) -m profiling run $(DEMO_COMPARE) --formats onnx --label demo --run-id $(DEMO_RUN)
+	$(PY) -m profiling report --run $(DEMO_RUN) --out reports/demo
+	@echo "demo done: artifacts/$(DEMO_MODEL)/, results/latency.db (run $(DEMO_RUN)), reports/demo/report.md"
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests

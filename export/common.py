@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -242,13 +243,22 @@ def _model_default_size(spec) -> str:
         return "unknown"
 
 
-def _reparameterize(model: nn.Module, format_name: str) -> nn.Module:
+def _reparameterize(model: nn.Module, format_name: str, console: "_Console") -> nn.Module:
     try:
-        from reparam import reparameterize
+        import reparam
     except ImportError as error:
         raise ExportError("reparam.reparameterize is not available", format=format_name,
                           hint="export with --no-reparam, or update the checkout") from error
-    return reparameterize(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", reparam.UntrainedBatchNormWarning)
+        deploy = reparam.reparameterize(model)
+    for warning in caught:  # one line on the console rather than a warning with a source line
+        if issubclass(warning.category, reparam.UntrainedBatchNormWarning):
+            console.print(f"[yellow]note:[/yellow] \\[{format_name}] random weights: {len(reparam.untrained_batchnorms(model))} "
+                          "BatchNorm layer(s) hold their initial statistics (pass --weights to export a trained model)")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return deploy
 
 
 def export_model(handler: FormatHandler, model: nn.Module, spec, out_dir: str | Path,
@@ -270,7 +280,7 @@ def export_model(handler: FormatHandler, model: nn.Module, spec, out_dir: str | 
     training = copy.deepcopy(model).eval()  # the caller's model is never touched
     _trial_forward(training, spec, handler.name)
     with console.step(f"[{handler.name}] reparameterizing {spec.name}"):
-        deploy = _reparameterize(training, handler.name).eval() if options.reparameterize else training
+        deploy = _reparameterize(training, handler.name, console).eval() if options.reparameterize else training
 
     inputs = [x.numpy() for x in spec.sample_inputs(count=options.parity_inputs, seed=options.parity_seed)]
     with torch.no_grad():

@@ -261,7 +261,7 @@ def _markdown(title, source, results, grouped, labels, model_order, facts, rho_r
         lines.append("No measured model has a published top-1 in the registry.")
 
     lines += ["", "## Published device latencies beside measured ones", "",
-              "The papers measured on phones (their device in the table); host figures are not expected to "
+              "The papers measured on their own devices (named in the table: phones, or a Jetson Nano); host figures are not expected to "
               "match, but the ORDER of the models should.", "",
               "| model | published ms | published on | " + " | ".join(labels) + " |",
               "|---|---:|---|" + "---:|" * len(labels)]

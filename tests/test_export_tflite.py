@@ -62,7 +62,11 @@ def test_int8_full_nhwc_takes_int8_pixels(tmp_path):
     io = artifact.options["io"]
     assert io["input:image"]["dtype"] == "int8" and io["input:image"]["shape"] == [1, 64, 64, 3]
     assert io["output:logits"]["dtype"] == "int8" and io["input:image"]["scale"] > 0
-    assert artifact.parity["top1_agreement"]["deploy"] >= 0.75
+    # the gate's own int8 thresholds (a random-weight model's logits are nearly flat, so top-1
+    # agreement over 8 inputs moves by 1/8 between conversions; the cosine bound is the tight one)
+    tolerance = tolerance_for("tflite", "int8_full")
+    assert artifact.parity["top1_agreement"]["deploy"] >= tolerance.min_top1_agreement
+    assert artifact.parity["min_cosine"] >= tolerance.min_cosine
 
     # feed it by hand, as an app would: quantize NHWC input with the stored scale, dequantize logits
     import reparam

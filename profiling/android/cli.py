@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_argument("--op-profiling", action="store_true", help="--enable_op_profiling=true (tables in extra)")
     options.add_argument("--peak-memory", action="store_true", help="--report_peak_memory_footprint=true")
     options.add_argument("--pin-big-cores", action="store_true",
-                         help="run under taskset with the cores of the highest max frequency")
+                         help="run under taskset on every core faster than the slowest (little) cluster")
     options.add_argument("--timeout", type=float, default=600.0, help="seconds one run may take (default 600)")
     options.add_argument("--repeats", type=int, default=1, help="runs per configuration, cool-down between")
     thermal = parser.add_argument_group("thermal care")

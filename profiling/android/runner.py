@@ -46,7 +46,7 @@ class BenchmarkOptions:
     min_secs: float = 1.0  # --min_secs, timed seconds at least
     enable_op_profiling: bool = False  # --enable_op_profiling=true: per-op tables in the result
     report_peak_memory_footprint: bool = False  # --report_peak_memory_footprint=true
-    pin_big_cores: bool = False  # run under `taskset MASK` with the cores of the highest max frequency
+    pin_big_cores: bool = False  # run under `taskset MASK` on every core faster than the slowest (little) cluster
     timeout_s: float = 600.0  # one run of the tool, seconds, before it counts as hung
     extra_args: list[str] = field(default_factory=list)  # passed through verbatim
 
