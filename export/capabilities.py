@@ -27,6 +27,8 @@ class Capability:
     install_hint: str  # pip command that installs them
 
 
+MIN_ONNX_OPSET = 17  # LayerNormalization is a single op from 17 on; older runtimes are not targets here
+
 CAPABILITIES: dict[str, Capability] = {
     "onnx": Capability(
         name="onnx", suffix=".onnx", precisions=("fp32",), default_precision="fp32",
@@ -72,5 +74,9 @@ def check_options(format_name: str, options) -> None:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
         takes = ", ".join("--" + name.replace("_", "-") for name in sorted(cap.options)) or "none"
         raise UnsupportedOptionError(f"{format_name} export does not take {flags}; its own options are: {takes}")
+    if format_name == "onnx" and options.opset < MIN_ONNX_OPSET:
+        # checked here, before any model work, rather than after reparameterizing and tracing
+        raise UnsupportedOptionError(f"onnx export takes --opset {MIN_ONNX_OPSET} or newer, got opset {options.opset} "
+                                     "(LayerNormalization is a single op from 17 on)")
     if options.calibration_dir is not None and options.precision != "int8_full":
         raise UnsupportedOptionError("--calibration-dir is used only with --precision int8_full")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -139,10 +140,16 @@ def _report(error: BaseException) -> int:
     raise error
 
 
+def _quiet_litert_progress() -> None:
+    """On the command line our own progress shows; litert-torch's per-stage log (read per call) does not."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
+
 def run_format_cli(format_name: str, argv: list[str] | None = None) -> int:
     """``python -m export.<format_name>``: parse, load, export, report; returns the exit status."""
     parser = build_parser(format_name)
     args = parser.parse_args(argv)
+    _quiet_litert_progress()
     try:
         options = options_from_args(format_name, args, parser.parse_args([args.model]))
         model, spec = _load_model(args.model, args.weights)
@@ -161,6 +168,11 @@ def run_multi_cli(argv: list[str] | None = None) -> int:
     if unknown or not formats:
         parser.error(f"unknown format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(CAPABILITIES)}")
     defaults = parser.parse_args([args.model])
+    _quiet_litert_progress()
+    if "coreml" in formats:  # as python -m export.coreml does: our progress, not coremltools' import chatter
+        from export.coreml import quiet_converter_chatter
+
+        quiet_converter_chatter()
     try:
         model, spec = _load_model(args.model, args.weights)
     except Exception as error:  # noqa: BLE001

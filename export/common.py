@@ -154,13 +154,17 @@ def size_on_disk(path: Path) -> int:
 
 
 def git_commit() -> str | None:
-    """``git rev-parse HEAD`` of this repository, None outside a checkout."""
+    """``git rev-parse HEAD`` of this repository, with ``-dirty`` when tracked files have local
+    changes (as profiling records it), None outside a checkout."""
+    root = Path(__file__).resolve().parent
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).resolve().parent)
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=root)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=root).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    commit = result.stdout.strip() if result.returncode == 0 else ""
+    return commit + ("-dirty" if dirty else "") if commit else None
 
 
 def remove_path(path: Path) -> None:

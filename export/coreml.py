@@ -256,7 +256,7 @@ def export(model: nn.Module, spec, out_dir: str | Path = "artifacts", **options)
     return export_model(HANDLER, model, spec, Path(out_dir), ExportOptions(**options))
 
 
-def _quiet_converter_chatter() -> None:
+def quiet_converter_chatter() -> None:
     """On the command line, show our progress and summary, not the converters' import warnings.
 
     coremltools warns on import that it cannot run models off macOS and that this torch version is
@@ -270,7 +270,7 @@ def _quiet_converter_chatter() -> None:
 def main(argv: list[str] | None = None) -> int:
     from export.cli import run_format_cli
 
-    _quiet_converter_chatter()
+    quiet_converter_chatter()
     return run_format_cli("coreml", argv)
 
 

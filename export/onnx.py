@@ -20,9 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.capabilities import MIN_ONNX_OPSET as MIN_OPSET  # also checked before any model work
 from export.common import ExportError, ExportOptions, FormatHandler, export_model, require
-
-MIN_OPSET = 17  # LayerNormalization is a single op from 17 on; older runtimes are not targets here
 
 
 def convert(model: nn.Module, spec, tmp_path: Path, options: ExportOptions) -> None:

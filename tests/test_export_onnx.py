@@ -98,12 +98,15 @@ def test_dynamic_batch_runs_any_batch(tmp_path):
     assert np.max(np.abs(got - expected)) <= 1e-4 * np.max(np.abs(expected)) + 1e-5
 
 
-@needs_reparam
 @pytest.mark.fast
-def test_old_opset_is_refused(tmp_path):
-    from export.common import ExportError
+def test_old_opset_is_refused_before_any_model_work(tmp_path):
+    from export.capabilities import UnsupportedOptionError
 
-    with pytest.raises(ExportError, match="opset 13"):
-        export_onnx.export(signal_model(MODEL), models.model_spec(MODEL), tmp_path, opset=13,
-                           input_size=(64, 64), quiet=True)
+    class MustNotRun(torch.nn.Module):
+        def forward(self, x):
+            raise AssertionError("the model ran before the options were checked")
+
+    with pytest.raises(UnsupportedOptionError, match="opset 13"):
+        export_onnx.export(MustNotRun(), models.model_spec(MODEL), tmp_path, opset=13, input_size=(64, 64),
+                           quiet=True)
     assert not (tmp_path / MODEL / f"{MODEL}.onnx").exists()

@@ -126,3 +126,21 @@ def test_end_to_end_export_measure_report(tmp_path):
     assert report.returncode == 0, report.stdout + report.stderr
     assert all((out / name).stat().st_size > 5000 for name in ("latency_by_model.png", "top1_vs_latency.png"))
     assert "repvit_m0_6" in (out / "report.md").read_text()
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("tokens,expected", [(["256"], (256, 256)), (["256", "320"], (256, 320)),
+                                             (["256x320"], (256, 320)), (["256X320"], (256, 320)), (None, None)])
+def test_input_size_takes_the_export_clis_forms_too(tokens, expected):
+    from profiling.cli.common import input_size
+
+    assert input_size(tokens) == expected
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("tokens", [["abc"], ["4"], ["256", "320", "3"], ["x"], ["256x320x3"]])
+def test_bad_input_size_says_what_it_takes(tokens):
+    from profiling.cli.common import CliError, input_size
+
+    with pytest.raises(CliError, match="--input-size takes H, H W or HxW"):
+        input_size(tokens)

@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from profiling.artifacts import DEFAULT_ARTIFACTS
-from profiling.cli.common import CliError, results_table, split_ints, split_list
+from profiling.cli.common import INPUT_SIZE_HELP, CliError, input_size, results_table, split_ints, split_list
 
 HELP = "measure on an Android phone over adb (LiteRT benchmark_model / APK, onnxruntime_perf_test)"
 FORMATS = ("tflite", "onnx")
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     thermal.add_argument("--max-rise", type=float, default=5.0,
                          help="flag a run whose temperature rose by more than this many degrees (default 5)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="artifact precision")
-    parser.add_argument("--input-size", type=int, nargs="+", metavar="PIXELS", help="input height [width]")
+    parser.add_argument("--input-size", nargs="+", metavar="PIXELS", help=INPUT_SIZE_HELP)
     parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="where artifacts are found/exported")
     parser.add_argument("--label", default="", help="a note stored with the run")
 
@@ -110,8 +110,7 @@ def plan(args: argparse.Namespace) -> list[PhoneJob]:
                        "(LiteRT's benchmark_model for Android: see tensorflow/lite/tools/benchmark)")
     if args.apk is not None and args.pin_big_cores:
         raise CliError("--pin-big-cores applies to the binary (taskset); the APK runs as an app the scheduler places")
-    if args.input_size and (len(args.input_size) > 2 or min(args.input_size) < 8):
-        raise CliError(f"--input-size takes H or H W (each >= 8), got {args.input_size}")
+    input_size(args.input_size)  # checked before any phone work
     import models
 
     jobs = []
@@ -147,8 +146,8 @@ def resolve_model(job: PhoneJob, args: argparse.Namespace, cache: dict):
     if key not in cache:
         from profiling.artifacts import ensure_artifact
 
-        input_size = (args.input_size[0], args.input_size[-1]) if args.input_size else None
-        cache[key] = ensure_artifact(job.model, job.format, args.precision, input_size, args.artifacts)[0]
+        size = input_size(args.input_size)
+        cache[key] = ensure_artifact(job.model, job.format, args.precision, size, args.artifacts)[0]
     artifact = cache[key]
     return Path(artifact.path), artifact, job.model, artifact.precision
 

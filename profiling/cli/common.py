@@ -84,3 +84,19 @@ def flat_record(result: LatencyResult) -> dict:
         "params": result.params, "macs": result.macs, "artifact_sha256": result.artifact_sha256,
         "git_commit": result.git_commit,
     }
+
+
+INPUT_SIZE_HELP = "input size: H, H W, or HxW as the export CLIs take it (each >= 8)"
+
+
+def input_size(tokens: list[str] | None) -> tuple[int, int] | None:
+    """``--input-size`` as (height, width) from ``256``, ``256 320`` or ``256x320``; None when absent."""
+    if not tokens:
+        return None
+    try:
+        values = [int(part) for token in tokens for part in token.lower().split("x") if part.strip()]
+    except ValueError:
+        raise CliError(f"--input-size takes H, H W or HxW in pixels, got {' '.join(tokens)!r}") from None
+    if not values or len(values) > 2 or min(values) < 8:
+        raise CliError(f"--input-size takes H, H W or HxW (each >= 8), got {' '.join(tokens)!r}")
+    return values[0], values[-1]

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from profiling.artifacts import DEFAULT_ARTIFACTS
-from profiling.cli.common import CliError, results_table, split_ints, split_list
+from profiling.cli.common import INPUT_SIZE_HELP, CliError, input_size, results_table, split_ints, split_list
 from profiling.protocol import MeasureSettings
 from profiling.result import LatencyResult
 
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default onnx,torch; torch = eager deploy model, the baseline)")
     parser.add_argument("--threads", default="1", help="comma-separated thread counts to sweep (default 1)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="artifact precision")
-    parser.add_argument("--input-size", type=int, nargs="+", metavar="PIXELS", help="input height [width]")
+    parser.add_argument("--input-size", nargs="+", metavar="PIXELS", help=INPUT_SIZE_HELP)
     parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
                         help=f"where artifacts are found and exported (default {DEFAULT_ARTIFACTS}/)")
     parser.add_argument("--reexport", action="store_true", help="export again even if a matching artifact exists")
@@ -87,11 +87,7 @@ def _settings(args: argparse.Namespace, threads: int) -> MeasureSettings:
 
 
 def _input_size(args: argparse.Namespace) -> tuple[int, int] | None:
-    if not args.input_size:
-        return None
-    if len(args.input_size) > 2 or min(args.input_size) < 8:
-        raise CliError(f"--input-size takes H or H W (each >= 8), got {args.input_size}")
-    return (args.input_size[0], args.input_size[-1])
+    return input_size(args.input_size)
 
 
 def plan_jobs(args: argparse.Namespace) -> list[Job]:
