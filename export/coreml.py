@@ -26,6 +26,14 @@ from pathlib import Path
 
 if __name__ == "__main__":  # `python -m export.coreml`: no per-pass progress bars from coremltools;
     os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads this once, when torch first imports it
+    # coremltools probes optional packages when it is imported (coremltools/_deps): transformers and
+    # torchao (installed here as litert-torch dependencies) cost ~3 s of a ~18 s export and serve only
+    # converting Hugging Face or torchao-quantized models, which this CLI never does. A None entry in
+    # sys.modules makes their import fail, so coremltools records them as absent. Only this process's
+    # entry point does it: the library function and `python -m export` (which may run litert-torch,
+    # which needs them) import them normally.
+    for _optional in ("transformers", "torchao"):
+        sys.modules.setdefault(_optional, None)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

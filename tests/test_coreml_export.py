@@ -104,9 +104,10 @@ def test_metadata(cli_export):
     assert [float(v) for v in user["mobilelat.std"].split(",")] == pytest.approx(spec.std)
     assert user["mobilelat.reparameterized"] == "true"
     commit = user["mobilelat.source_commit"]
-    assert re.fullmatch(r"[0-9a-f]{40}|unknown", commit)
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commit)  # -dirty: tracked files had local changes
     if commit != "unknown":  # a commit of this repository (HEAD may have moved on since)
-        kind = subprocess.run(["git", "cat-file", "-t", commit], cwd=ROOT, capture_output=True, text=True)
+        kind = subprocess.run(["git", "cat-file", "-t", commit.removesuffix("-dirty")], cwd=ROOT,
+                              capture_output=True, text=True)
         assert kind.stdout.strip() == "commit"
     inputs = {i.name: i for i in description.input}
     outputs = {o.name: o for o in description.output}
