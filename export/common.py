@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -253,16 +252,11 @@ def _reparameterize(model: nn.Module, format_name: str, console: "_Console") -> 
     except ImportError as error:
         raise ExportError("reparam.reparameterize is not available", format=format_name,
                           hint="export with --no-reparam, or update the checkout") from error
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", reparam.UntrainedBatchNormWarning)
-        deploy = reparam.reparameterize(model)
-    for warning in caught:  # one line on the console rather than a warning with a source line
-        if issubclass(warning.category, reparam.UntrainedBatchNormWarning):
-            console.print(f"[yellow]note:[/yellow] \\[{format_name}] random weights: {len(reparam.untrained_batchnorms(model))} "
-                          "BatchNorm layer(s) hold their initial statistics (pass --weights to export a trained model)")
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return deploy
+    untrained = reparam.untrained_batchnorms(model)
+    if untrained:  # one line on the console rather than reparameterize's warning with a source line
+        console.print(f"[yellow]note:[/yellow] \\[{format_name}] random weights: {len(untrained)} "
+                      "BatchNorm layer(s) hold their initial statistics (pass --weights to export a trained model)")
+    return reparam.reparameterize(model, warn_untrained=False)
 
 
 def export_model(handler: FormatHandler, model: nn.Module, spec, out_dir: str | Path,

@@ -22,15 +22,6 @@ REFERENCE = "https://github.com/facebookresearch/ConvNeXt"
 REFERENCE_TIMM = "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/convnext.py"
 
 
-def fold_layer_scale(weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``gamma * linear(x)`` as one linear (or 1x1 conv) layer.
-
-    ``weight`` has the output channels first (Linear ``(out, in)`` or Conv ``(out, in, 1, 1)``).
-    """
-    scale = gamma.reshape(-1, *([1] * (weight.dim() - 1)))
-    return weight * scale, bias * gamma
-
-
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW tensor (permute, normalize, permute back)."""
 
@@ -84,9 +75,11 @@ class ConvNeXtBlock(nn.Module):
             return self
         fused = ConvNeXtBlock(self.dim, self.conv_mlp, ls_init_value=None, mlp_ratio=self._mlp_ratio())
         fused.to(device=self.fc2.weight.device, dtype=self.fc2.weight.dtype)
+        from reparam.fuse import fold_scale_into_linear  # reparam depends on models, not the other way round
+
         state = {k: v for k, v in self.state_dict().items() if k != "gamma"}
         with torch.no_grad():
-            state["fc2.weight"], state["fc2.bias"] = fold_layer_scale(self.fc2.weight, self.fc2.bias, self.gamma)
+            state["fc2.weight"], state["fc2.bias"] = fold_scale_into_linear(self.fc2.weight, self.fc2.bias, self.gamma)
         fused.load_state_dict(state)
         return fused.train(self.training)
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import ConvBN
+from models.layers import ConvBN, conv2d_from, linear_from
 from models.spec import ModelSpec
 
 PAPER = ("EdgeNeXt: Efficiently Amalgamated CNN-Transformer Architecture for Mobile Vision "
@@ -130,26 +130,14 @@ def _scaled_linear(linear: nn.Linear, scale: torch.Tensor) -> nn.Linear:
     """A copy of ``linear`` whose output is multiplied by a per-output-channel ``scale``."""
     from reparam.fuse import fold_scale_into_linear
 
-    weight, bias = fold_scale_into_linear(linear.weight, linear.bias, scale)
-    return _linear_from(weight, bias)
-
-
-def _linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
-                      dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if bias is not None:
-            layer.bias.copy_(bias)
-    return layer
+    return linear_from(*fold_scale_into_linear(linear.weight, linear.bias, scale))
 
 
 def _bn_then_linear(bn: nn.BatchNorm2d, linear: nn.Linear) -> nn.Linear:
     """One Linear equal to ``linear`` applied (channel-last) to the output of ``bn``."""
     from reparam.fuse import fold_bn_into_following_linear
 
-    weight, bias = fold_bn_into_following_linear(bn, linear.weight, linear.bias)
-    return _linear_from(weight, bias)
+    return linear_from(*fold_bn_into_following_linear(bn, linear.weight, linear.bias))
 
 
 class ConvEncoder(nn.Module):
@@ -305,13 +293,7 @@ class BNConv(nn.Sequential):
         from reparam.fuse import fold_bn_into_following_conv
 
         bn, conv = self[0], self[1]
-        weight, bias = fold_bn_into_following_conv(bn, conv.weight, conv.bias)
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, bias=True,
-                          device=weight.device, dtype=weight.dtype)
-        with torch.no_grad():
-            fused.weight.copy_(weight)
-            fused.bias.copy_(bias)
-        return fused.eval()
+        return conv2d_from(conv, *fold_bn_into_following_conv(bn, conv.weight, conv.bias)).eval()
 
 
 class ClassifierHead(nn.Module):

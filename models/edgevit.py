@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import conv2d_from
 from models.spec import ModelSpec
 
 PAPER = "EdgeViTs: Competing Light-weight CNNs on Mobile Devices with Vision Transformers (ECCV 2022)"
@@ -47,12 +48,7 @@ def _bn_then_conv1x1(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     """One 1x1 Conv2d equal to ``conv(bn(x))`` (exact: a 1x1 conv has no padding)."""
     from reparam.fuse import fold_bn_into_following_conv
 
-    weight, bias = fold_bn_into_following_conv(bn, conv.weight, conv.bias)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=True, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        fused.weight.copy_(weight)
-        fused.bias.copy_(bias)
-    return fused
+    return conv2d_from(conv, *fold_bn_into_following_conv(bn, conv.weight, conv.bias))
 
 
 class ConvMlp(nn.Module):

@@ -15,7 +15,6 @@ import argparse
 import os
 import sys
 import uuid
-import warnings
 from pathlib import Path
 
 import torch
@@ -95,17 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.input_size:
         spec = spec.with_input_size(args.input_size)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", reparam.UntrainedBatchNormWarning)
-        with console.status(f"reparameterizing {args.name}..."):
-            deploy = reparam.reparameterize(training)
+    with console.status(f"reparameterizing {args.name}..."):
+        deploy = reparam.reparameterize(training, warn_untrained=False)  # the summary's notes say it
     result = reparam.summary(training, deploy)
     console.print(_table(args.name, result))
     for note in result.notes():
         console.print(f"note: {note}")
-    for warning in caught:
-        if not issubclass(warning.category, reparam.UntrainedBatchNormWarning):
-            console.print(f"warning: {warning.message}")
 
     if args.check_inputs > 0:
         with console.status(f"checking outputs on {args.check_inputs} seeded input(s)..."):

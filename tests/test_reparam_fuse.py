@@ -45,11 +45,16 @@ conv_geometry = st.fixed_dictionaries({
 })
 
 
+def _conv(g: dict, padding: int) -> nn.Conv2d:
+    """A float64 Conv2d with the drawn geometry and the given padding."""
+    return nn.Conv2d(g["groups"] * g["in_per_group"], g["groups"] * g["out_per_group"], g["kernel"], g["stride"],
+                     padding, g["dilation"], g["groups"], bias=g["bias"]).double()
+
+
 @SETTINGS
 @given(conv_geometry)
 def test_fuse_conv_bn_equals_conv_then_bn(g):
-    conv = nn.Conv2d(g["groups"] * g["in_per_group"], g["groups"] * g["out_per_group"], g["kernel"], g["stride"],
-                     g["padding"], g["dilation"], g["groups"], bias=g["bias"]).double()
+    conv = _conv(g, g["padding"])
     bn = _bn(conv.out_channels, g["seed"])
     x = torch.randn(2, conv.in_channels, 12, 11, dtype=torch.float64)
     weight, bias = fuse_conv_bn(conv, bn)
@@ -74,8 +79,7 @@ def test_fuse_bn_tensors_for_a_linear_and_a_conv1d(in_features, out_features, wi
 @SETTINGS
 @given(conv_geometry)
 def test_bn_folds_into_a_following_unpadded_conv(g):
-    conv = nn.Conv2d(g["groups"] * g["in_per_group"], g["groups"] * g["out_per_group"], g["kernel"], g["stride"],
-                     0, g["dilation"], g["groups"], bias=g["bias"]).double()
+    conv = _conv(g, 0)
     bn = _bn(conv.in_channels, g["seed"])
     x = torch.randn(2, conv.in_channels, 11, 10, dtype=torch.float64)
     weight, bias = fold_bn_into_following_conv(bn, conv.weight, conv.bias, groups=conv.groups)

@@ -136,10 +136,12 @@ def test_vit_uses_class_token_and_position_embedding():
 
 # ------------------------------------------------------------------------------------ ConvNeXt
 def test_fold_layer_scale_math():
+    from reparam.fuse import fold_scale_into_linear  # what ConvNeXtBlock.reparameterize folds gamma with
+
     torch.manual_seed(0)
     linear = nn.Linear(6, 4)
     gamma = torch.randn(4)
-    weight, bias = convnext.fold_layer_scale(linear.weight, linear.bias, gamma)
+    weight, bias = fold_scale_into_linear(linear.weight, linear.bias, gamma)
     x = torch.randn(3, 6)
     torch.testing.assert_close(F.linear(x, weight, bias), gamma * linear(x))
 
