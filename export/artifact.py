@@ -4,7 +4,9 @@ Profiling knows an export only through this: the artifact path and ``manifest.js
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,3 +71,42 @@ def load_artifact(artifact_path: str | Path) -> Artifact:
     artifact = Artifact.from_dict(json.loads(manifest.read_text()))
     artifact.path = artifact_path
     return artifact
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hash of a file, or of a directory's relative paths and contents in sorted order."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(child.relative_to(path).as_posix().encode() + b"\0")
+            _hash_file(child, digest)
+    else:
+        _hash_file(path, digest)
+    return digest.hexdigest()
+
+
+def _hash_file(path: Path, digest) -> None:
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+
+
+def size_on_disk(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def git_commit() -> str | None:
+    """``git rev-parse HEAD`` of this repository, with ``-dirty`` when tracked files have local
+    changes (as profiling records it), None outside a checkout."""
+    root = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=root)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=root).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    commit = result.stdout.strip() if result.returncode == 0 else ""
+    return commit + ("-dirty" if dirty else "") if commit else None

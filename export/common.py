@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.artifact import Artifact, manifest_path_for
+from export.artifact import Artifact, git_commit, manifest_path_for, sha256_of, size_on_disk
 from export.capabilities import UnsupportedOptionError, capability, check_options
 from export.parity import ParityReport, Tolerance, check_parity, tolerance_for
 
@@ -125,45 +123,6 @@ def artifact_path(out_dir: str | Path, model_name: str, format_name: str, precis
     cap = capability(format_name)
     stem = model_name if precision == cap.default_precision else f"{model_name}_{precision}"
     return Path(out_dir) / model_name / f"{stem}{cap.suffix}"
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hash of a file, or of a directory's relative paths and contents in sorted order."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(child.relative_to(path).as_posix().encode() + b"\0")
-            _hash_file(child, digest)
-    else:
-        _hash_file(path, digest)
-    return digest.hexdigest()
-
-
-def _hash_file(path: Path, digest) -> None:
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-
-
-def size_on_disk(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size if path.exists() else 0
-
-
-def git_commit() -> str | None:
-    """``git rev-parse HEAD`` of this repository, with ``-dirty`` when tracked files have local
-    changes (as profiling records it), None outside a checkout."""
-    root = Path(__file__).resolve().parent
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=root)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10, cwd=root).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    commit = result.stdout.strip() if result.returncode == 0 else ""
-    return commit + ("-dirty" if dirty else "") if commit else None
 
 
 def remove_path(path: Path) -> None:

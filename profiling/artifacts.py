@@ -7,12 +7,11 @@ and the file on disk still has the manifest's sha256. Otherwise the format's exp
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 from pathlib import Path
 
-from export.artifact import MANIFEST_SUFFIX, Artifact, load_artifact
+from export.artifact import MANIFEST_SUFFIX, Artifact, load_artifact, sha256_of
 
 DEFAULT_ARTIFACTS = Path("artifacts")
 EXPORT_FORMATS = ("onnx", "tflite", "coreml")
@@ -22,14 +21,6 @@ def spatial_size(artifact: Artifact) -> tuple[int, int]:
     """(height, width) of the artifact's input, whatever its layout."""
     shape = artifact.input_shape
     return (shape[1], shape[2]) if artifact.input_layout == "NHWC" else (shape[-2], shape[-1])
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def find_artifact(artifacts_dir: Path, model: str, format_name: str, precision: str,
@@ -52,11 +43,8 @@ def find_artifact(artifacts_dir: Path, model: str, format_name: str, precision: 
             continue
         if artifact.options.get("nhwc") or artifact.options.get("dynamic_batch") or artifact.options.get("image_input"):
             continue  # measured configurations use the default I/O
-        if artifact_path.is_file():
-            if file_sha256(artifact_path) != artifact.sha256:
-                continue  # modified since export: the parity figures no longer describe it
-        elif not artifact_path.is_dir():
-            continue
+        if not artifact_path.exists() or sha256_of(artifact_path) != artifact.sha256:
+            continue  # missing, or modified since export: the parity figures no longer describe it
         candidates.append(artifact)
     return max(candidates, key=lambda a: a.created_at) if candidates else None
 

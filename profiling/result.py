@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from export.artifact import git_commit
 from profiling.protocol import MeasureSettings, ProtocolSamples
 from profiling.stats import LatencyStats, compute_stats
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -96,18 +96,6 @@ def utc_now() -> str:
 def new_run_id() -> str:
     """A sortable, unique run id: ``20261122T135012Z-3fa9c1``."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def git_commit(root: Path = ROOT) -> str | None:
-    """The checkout's commit (with ``-dirty`` if it has local changes), None outside a checkout."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("-dirty" if dirty else "") if commit else None
 
 
 def host_cpu_name() -> str:

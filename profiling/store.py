@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
-from profiling.result import DeviceInfo, LatencyResult, git_commit, host_device, new_run_id, utc_now
+from export.artifact import git_commit
+from profiling.result import DeviceInfo, LatencyResult, host_device, new_run_id, utc_now
 from profiling.stats import LatencyStats
 
 DEFAULT_DB = Path("results/latency.db")

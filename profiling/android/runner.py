@@ -12,17 +12,17 @@ from ``LatencyStats.from_summary`` (mean, min, max, std, and the median where th
 """
 from __future__ import annotations
 
-import hashlib
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from export.artifact import git_commit, sha256_of
 from profiling.android.adb import REMOTE_TMP, Adb, AdbError, AdbTimeout, RemoteCommandError
 from profiling.android.parsers import (BenchmarkModelResult, BenchmarkOutputError, OrtPerfResult,
                                        parse_benchmark_model, parse_ort_perf_test)
 from profiling.android.thermal import ThermalSettings, read_temperatures, thermal_record, wait_for_cooldown
-from profiling.result import DeviceInfo, LatencyResult, git_commit, utc_now
+from profiling.result import DeviceInfo, LatencyResult, utc_now
 from profiling.stats import LatencyStats
 
 REMOTE_DIR = f"{REMOTE_TMP}/mobilelat"  # everything this tool pushes goes here
@@ -143,10 +143,6 @@ def big_core_mask(adb: Adb) -> tuple[str | None, dict[int, int]]:
     return f"{mask:x}", freqs
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _push_model(adb: Adb, model_path: Path) -> str:
     adb.shell(f"mkdir -p {REMOTE_DIR}")
     remote = f"{REMOTE_DIR}/{model_path.name}"
@@ -195,7 +191,7 @@ def run_benchmark_model(adb: Adb, model_path: Path, binary: Path, options: Bench
     parsed = parse_benchmark_model(output)
     return PhoneRun(tool="benchmark_model", command=command, parsed=parsed, output=_trimmed(output),
                     thermal=thermal_record(before, after, thermal, cooldown), cpu_mask=mask,
-                    binary_sha256=file_sha256(binary))
+                    binary_sha256=sha256_of(binary))
 
 
 def run_benchmark_apk(adb: Adb, model_path: Path, options: BenchmarkOptions, thermal: ThermalSettings,
@@ -251,7 +247,7 @@ def run_ort_perf_test(adb: Adb, model_path: Path, binary: Path, options: Benchma
     parsed = parse_ort_perf_test(output)
     return PhoneRun(tool="onnxruntime_perf_test", command=command, parsed=parsed, output=_trimmed(output),
                     thermal=thermal_record(before, after, thermal, cooldown), cpu_mask=mask,
-                    binary_sha256=file_sha256(binary))
+                    binary_sha256=sha256_of(binary))
 
 
 def op_profile_from_tables(parsed: BenchmarkModelResult) -> dict:
@@ -303,7 +299,7 @@ def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: 
                           macs=artifact.macs, reparameterized=artifact.reparameterized)
         input_shape = input_shape or list(artifact.input_shape)
     elif model_path is not None:
-        provenance = dict(artifact_sha256=file_sha256(model_path), artifact_path=str(model_path))
+        provenance = dict(artifact_sha256=sha256_of(model_path), artifact_path=str(model_path))
     return LatencyResult(model=model, format=format, precision=precision, runtime=run.tool,
                          runtime_version=runtime_version, device=device,
                          threads=options.num_threads if options.num_threads > 0 else None,

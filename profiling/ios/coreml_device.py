@@ -22,7 +22,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from profiling.result import DeviceInfo, LatencyResult, git_commit, host_device, utc_now
+from export.artifact import git_commit
+from profiling.result import DeviceInfo, LatencyResult, host_device, utc_now
 from profiling.stats import compute_stats
 
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
