@@ -28,8 +28,9 @@ demo: $(STAMP)
 	$(PY) -m profiling report --run $(DEMO_RUN) --out reports/demo
 	@echo "demo done: artifacts/$(DEMO_MODEL)/, results/latency.db (run $(DEMO_RUN)), reports/demo/report.md"
 
+# --durations=15: the 15 slowest tests after the run, so a test that grows slow is seen at once.
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m fast tests
