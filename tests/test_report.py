@@ -75,16 +75,6 @@ def test_report_refuses_an_empty_selection(two_runs, tmp_path):
         build_report([], tmp_path / "o")
 
 
-def test_a_bug_in_the_report_keeps_its_traceback(two_runs, tmp_path, monkeypatch):
-    """Only the caller's mistakes exit 2; a ValueError from inside the report is a bug, not "usage"."""
-    def broken_front(points):
-        raise ValueError("x and y must be the same size")
-
-    monkeypatch.setattr(report, "pareto_front", broken_front)
-    with pytest.raises(ValueError, match="must be the same size"):
-        cli(["report", "--db", str(two_runs), "--out", str(tmp_path / "o")])
-
-
 def test_buckets():
     assert [bucket_of(s) for s in (2.5, 2.0, 1.6, 1.25, 1.1, 1.05, 0.95, 1 / 1.2)] == \
         [">=2x", ">=2x", ">=1.5x", ">=1.2x", ">=1.1x", "same", "same", "slower"]
@@ -107,11 +97,9 @@ def test_compare_matches_configurations_and_flags_regressions():
         compare_runs(run_a, run_b, threshold=0.9)
 
 
-def test_compare_cli_exit_codes(tmp_path, capsys):
-    db = tmp_path / "r.db"
+def test_compare_cli_exit_codes(two_runs, capsys):
+    db = two_runs
     with Store(db) as store:
-        fill(store, "base")
-        fill(store, "faster", scale=0.5)
         fill(store, "slower", scale=1.3)
         store.insert(make_result(model="elsewhere", run_id="disjoint"))
     assert cli(["compare", "base", "faster", "--db", str(db)]) == 0
@@ -127,10 +115,15 @@ def test_compare_cli_exit_codes(tmp_path, capsys):
     assert "regression threshold is a slowdown ratio >= 1" in capsys.readouterr().out
 
 
-def test_a_bug_in_compare_keeps_its_traceback(two_runs, monkeypatch):
-    def broken_bucket(speedup):
+@pytest.mark.parametrize("module, helper, argv", [
+    (report, "pareto_front", ["report", "--out", "{tmp}/o"]),
+    (compare, "bucket_of", ["compare", "base", "faster"]),
+])
+def test_a_bug_inside_keeps_its_traceback(two_runs, tmp_path, monkeypatch, module, helper, argv):
+    """Only the caller's mistakes exit 2; a ValueError from inside report or compare is a bug, not "usage"."""
+    def broken(*_):
         raise ValueError("math domain error")
 
-    monkeypatch.setattr(compare, "bucket_of", broken_bucket)
+    monkeypatch.setattr(module, helper, broken)
     with pytest.raises(ValueError, match="math domain error"):
-        cli(["compare", "base", "faster", "--db", str(two_runs)])
+        cli([arg.format(tmp=tmp_path) for arg in argv] + ["--db", str(two_runs)])
