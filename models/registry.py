@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from torch import nn
 
@@ -90,7 +91,7 @@ def model_spec(name: str) -> ModelSpec:
     return _entry(name).spec
 
 
-def create_model(name: str, weights: str | Path | None = None, deploy: bool = False, **overrides) -> nn.Module:
+def create_model(name: str, weights: str | Path | None = None, deploy: bool = False, **overrides: Any) -> nn.Module:
     """Build a registered model, optionally in deploy form, optionally loading a local checkpoint.
 
     ``deploy=True`` builds the training form and reparameterizes it (see ``reparam``), so that a

@@ -132,7 +132,7 @@ class DistillationClassifier(nn.Module):
         if distillation:
             self.classifier_dist = BNLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if not self.distillation:
             return self.classifier(x)
         logits, logits_dist = self.classifier(x), self.classifier_dist(x)
@@ -195,7 +195,8 @@ class RepViT(nn.Module):
             x = layer(x)
         return x
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits in eval mode; in training mode with distillation, the (class, distillation) logits."""
         x = self.forward_features(x)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return self.classifier(x)

@@ -78,7 +78,7 @@ class Variant:
     name) into the spec (``to_spec``).
     """
 
-    kwargs: dict[str, Any]  # keyword arguments of the family's model class for this variant
+    kwargs: dict[str, Any]  # what the family's build() turns into its model class's arguments (mostly as is)
     spec_fields: dict[str, Any]  # every ModelSpec field except name and family (variant label, paper, figures)
 
     def __post_init__(self) -> None:

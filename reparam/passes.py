@@ -114,7 +114,7 @@ def fold_traced(model: nn.Module) -> tuple[int, str | None]:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
 
-    def single_module_call(node) -> nn.Module | None:
+    def single_module_call(node: torch.fx.Node) -> nn.Module | None:
         if node.op != "call_module" or calls[node.target] != 1:
             return None
         return model.get_submodule(node.target)
