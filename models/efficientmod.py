@@ -237,7 +237,8 @@ VARIANTS: dict[str, Variant] = {
     # registry check allows 0.5%, so the exact count of the code is recorded.
     "efficientmod_xxs": _variant(dict(dims=(32, 64, 128, 256), mlp_ratios=_alternating((1, 6), (2, 2, 6, 2)),
                                       attention_depths=(0, 0, 1, 2), att_ratios=(0, 0, 4, 4)),
-                                 "xxs", 4.736, None, 77.1, "README: 4.7M (rounded); " + _DISTILLED + _MACS.format(0.579)),
+                                 "xxs", 4.736, None, 77.1,
+                                 "README: 4.7M (rounded); " + _DISTILLED + _MACS.format(0.579)),
     "efficientmod_xs": _variant(dict(dims=(32, 64, 144, 288), mlp_ratios=_alternating((1, 4), (3, 3, 4, 2)),
                                      attention_depths=(0, 0, 3, 3), att_ratios=(4, 4, 4, 4)),
                                 "xs", 6.6, None, 79.4, _DISTILLED + _MACS.format(0.773)),

@@ -100,7 +100,8 @@ def _variant(**spec_fields) -> Variant:
 
 @pytest.mark.fast
 def test_a_name_registered_by_two_families_is_an_error():
-    index = build_index([("alpha", {"net_a": _variant(), "net_b": _variant(top1=70.0)}), ("beta", {"net_c": _variant()})])
+    index = build_index([("alpha", {"net_a": _variant(), "net_b": _variant(top1=70.0)}),
+                         ("beta", {"net_c": _variant()})])
     assert list(index) == ["net_a", "net_b", "net_c"]
     assert (index["net_b"].spec.name, index["net_b"].spec.family, index["net_b"].spec.top1) == ("net_b", "alpha", 70.0)
     with pytest.raises(ValueError, match=r"'net_a' is registered twice: by models/alpha.py and by models/beta.py"):
