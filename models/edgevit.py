@@ -244,7 +244,6 @@ class EdgeViT(nn.Module):
         return self.classifier(self.forward_features(x))
 
 
-# Variants as data (official ``src/edgevit.py``); heads = dim // head_dim per stage.
 # The paper gives GFLOPs to one decimal; torch.utils.flop_counter agrees within that rounding but
 # not within 2% for XXS and XS, so only S records the paper's figure as ``gmacs``.
 _NOTES = ("paper Table 2: {} GFLOPs (multiply-adds, one decimal); torch.utils.flop_counter counts {} GMACs "
@@ -257,6 +256,7 @@ def _variant(kwargs: dict, label: str, params_m: float, gmacs: float | None, top
                                 gmacs=gmacs, top1=top1, notes=notes))
 
 
+# Variants as data (official ``src/edgevit.py``); heads = dim // head_dim per stage.
 VARIANTS: dict[str, Variant] = {
     "edgevit_xxs": _variant(dict(depths=(1, 1, 3, 2), dims=(36, 72, 144, 288), head_dim=36),
                             "XXS", 4.07, None, 74.4, _NOTES.format(0.6, 0.551)),

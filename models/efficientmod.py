@@ -221,8 +221,6 @@ def _alternating(pattern: tuple[int, ...], depths: tuple[int, ...]) -> tuple[tup
     return tuple(tuple(pattern[i % len(pattern)] for i in range(depth)) for depth in depths)
 
 
-# Variants as data (official ``models/EfficientMod.py``): widths, per-block MLP ratios, attention
-# blocks per stage and their MLP ratios, and the figures of the official README.
 _DISTILLED = "official README top-1, trained with distillation"
 _MACS = "; torch.utils.flop_counter counts {} GMACs at 224x224"
 
@@ -232,6 +230,8 @@ def _variant(kwargs: dict, label: str, params_m: float, gmacs: float | None, top
                                 gmacs=gmacs, top1=top1, notes=notes))
 
 
+# Variants as data (official ``models/EfficientMod.py``): widths, per-block MLP ratios, attention
+# blocks per stage and their MLP ratios, and the figures of the official README.
 VARIANTS: dict[str, Variant] = {
     # The README's 4.7M is rounded; the official code builds 4.736M parameters (0.8% more), and the
     # registry check allows 0.5%, so the exact count of the code is recorded.
