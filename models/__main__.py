@@ -17,7 +17,7 @@ def _measure(name: str) -> tuple[int, int]:
     return count_params(model), count_macs(model, spec.input_shape())
 
 
-def _fmt(value, pattern: str) -> str:
+def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 

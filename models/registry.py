@@ -1,38 +1,32 @@
-"""The explicit, lazy model registry: names to family files, specs and builders.
+"""The explicit, lazy model registry: family files, and the names they register, to specs and builders.
 
-The table below is the only place a model name is declared. Looking a name up imports only its
-family's file, so ``import models`` stays cheap. A family file defines ``VARIANTS`` (name to
-constructor arguments), ``SPECS`` (name to ``ModelSpec``) and ``build(name, **overrides)``.
+``_FAMILIES`` lists the family files in the order ``python -m models list`` shows them. Each
+family file declares its models once, in ``VARIANTS`` (name to ``Variant``: constructor arguments
+and spec fields), and defines ``build(name, **overrides)``. ``import models`` imports no family
+file; the first name looked up imports all of them once and indexes their names (see
+``_index``), so a name is written in one place only and unknown names can list the closest ones.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from torch import nn
 
-from models.spec import ModelSpec
+import reparam
+from models.spec import ModelSpec, Variant
+from models.weights import load_checkpoint
 
-# family module (under models/) -> the names it registers, in the order users see them
-_FAMILIES: dict[str, tuple[str, ...]] = {
-    "repvit": ("repvit_m0_6", "repvit_m0_9", "repvit_m1_0", "repvit_m1_1", "repvit_m1_5", "repvit_m2_3",
-               "repvit_m1", "repvit_m2", "repvit_m3"),
-    "edgenext": ("edgenext_xx_small", "edgenext_x_small", "edgenext_small", "edgenext_base",
-                 "edgenext_xx_small_bn_hs", "edgenext_x_small_bn_hs", "edgenext_small_bn_hs"),
-    "edgevit": ("edgevit_xxs", "edgevit_xs", "edgevit_s"),
-    "efficientmod": ("efficientmod_xxs", "efficientmod_xs", "efficientmod_s", "efficientmod_s_conv"),
-    "mobilevit": ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s"),
-    "mobilenet": ("mobilenetv2_100", "mobilenetv3_small_100", "mobilenetv3_large_100"),
-    "convnext": ("convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano", "convnext_tiny"),
-    "efficientnet": ("efficientnet_b0", "efficientnetv2_b0", "efficientnetv2_s"),
-    "swin": ("swin_tiny",),
-    "vit": ("vit_tiny_patch16",),
-}
-
-_MODEL_TABLE: dict[str, str] = {name: family for family, names in _FAMILIES.items() for name in names}
+# family files under models/, in the order users see their models
+_FAMILIES: tuple[str, ...] = ("repvit", "edgenext", "edgevit", "efficientmod", "mobilevit", "mobilenet",
+                              "convnext", "efficientnet", "swin", "vit")
 
 
 class UnknownModelError(KeyError):
@@ -42,18 +36,50 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
-def _family_module(name: str) -> ModuleType:
-    if name not in _MODEL_TABLE:
-        close = difflib.get_close_matches(name, _MODEL_TABLE, n=5, cutoff=0.5)
+@dataclass(frozen=True)
+class _Entry:
+    """What the registry knows about one registered name."""
+
+    family: str  # family file under models/
+    spec: ModelSpec  # the name's I/O contract and reference figures
+
+
+def build_index(tables: Iterable[tuple[str, Mapping[str, Variant]]]) -> dict[str, _Entry]:
+    """Name -> entry from ``(family, VARIANTS)`` pairs, in table order; a name registered twice is an error."""
+    index: dict[str, _Entry] = {}
+    for family, variants in tables:
+        for name, variant in variants.items():
+            if name in index:
+                raise ValueError(f"model name {name!r} is registered twice: by models/{index[name].family}.py "
+                                 f"and by models/{family}.py; rename one of them")
+            index[name] = _Entry(family, variant.to_spec(name, family))
+    return index
+
+
+def _family_module(family: str) -> ModuleType:
+    # The registry's one dynamic import: a family file by name, imported on first lookup only.
+    return importlib.import_module(f"models.{family}")
+
+
+@functools.cache
+def _index() -> dict[str, _Entry]:
+    """Every registered name, built once on the first lookup (importing each family file once)."""
+    return build_index((family, _family_module(family).VARIANTS) for family in _FAMILIES)
+
+
+def _entry(name: str) -> _Entry:
+    index = _index()
+    if name not in index:
+        close = difflib.get_close_matches(name, index, n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(f"unknown model {name!r}.{hint} `python -m models list` shows all "
-                                f"{len(_MODEL_TABLE)} registered names.")
-    return importlib.import_module(f"models.{_MODEL_TABLE[name]}")
+                                f"{len(index)} registered names.")
+    return index[name]
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style pattern, in registry order."""
-    return [name for name in _MODEL_TABLE if fnmatch.fnmatchcase(name, pattern)]
+    return [name for name in _index() if fnmatch.fnmatchcase(name, pattern)]
 
 
 def list_families() -> list[str]:
@@ -62,10 +88,10 @@ def list_families() -> list[str]:
 
 def model_spec(name: str) -> ModelSpec:
     """The I/O contract and reference figures of a registered model."""
-    return _family_module(name).SPECS[name]
+    return _entry(name).spec
 
 
-def create_model(name: str, weights: str | Path | None = None, deploy: bool = False, **overrides) -> nn.Module:
+def create_model(name: str, weights: str | Path | None = None, deploy: bool = False, **overrides: Any) -> nn.Module:
     """Build a registered model, optionally in deploy form, optionally loading a local checkpoint.
 
     ``deploy=True`` builds the training form and reparameterizes it (see ``reparam``), so that a
@@ -73,16 +99,11 @@ def create_model(name: str, weights: str | Path | None = None, deploy: bool = Fa
     ``weights`` is a local path; nothing is downloaded. The model is returned in eval mode when
     weights are loaded, and in the constructor's default (training) mode otherwise.
     """
-    module = _family_module(name)
-    model = module.build(name, **overrides)
+    model = _family_module(_entry(name).family).build(name, **overrides)
     if deploy:
-        import reparam  # imported here: reparam depends on models, not the other way round
-
         # the statistics come with the checkpoint loaded below, so fresh ones are expected here
         model = reparam.reparameterize(model, warn_untrained=False)
     if weights is not None:
-        from models.weights import load_checkpoint
-
         load_checkpoint(model, weights)
         model.eval()
     return model

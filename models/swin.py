@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.spec import ModelSpec
+from models.layers import Mlp
+from models.spec import Variant
 
 PAPER = "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)"
 REFERENCE = "https://github.com/microsoft/Swin-Transformer"
@@ -74,16 +75,6 @@ def shifted_window_mask(height: int, width: int, window: int, shift: int) -> tor
     labels = window_partition(region, window).squeeze(-1)  # (nW, w*w)
     mask = labels[:, None, :] - labels[:, :, None]
     return mask.ne(0).float() * -100.0
-
-
-class Mlp(nn.Sequential):
-    """Linear -> GELU -> Linear."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.add_module("fc1", nn.Linear(dim, hidden))
-        self.add_module("act", nn.GELU())
-        self.add_module("fc2", nn.Linear(hidden, dim))
 
 
 class WindowAttention(nn.Module):
@@ -216,20 +207,16 @@ class SwinTransformer(nn.Module):
         return self.head(self.forward_features(x).mean((1, 2)))
 
 
-VARIANTS: dict[str, dict] = {
-    "swin_tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window=7),
-}
-
-SPECS: dict[str, ModelSpec] = {
-    "swin_tiny": ModelSpec(
-        name="swin_tiny", family="swin", variant="Swin-T", paper=PAPER, reference_impl=REFERENCE,
-        params_m=28.288, gmacs=4.5, top1=81.3,
-        notes="paper Table 1(a): 29M params, 4.5G FLOPs (multiply-adds), 81.3 top-1 at 224, window 7; "
-              "the paper reports V100 throughput, not a mobile latency; the attention mask is built for "
-              "224 (build(name, img_size=...) for another size)"),
+VARIANTS: dict[str, Variant] = {
+    "swin_tiny": Variant(
+        dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window=7),
+        dict(variant="Swin-T", paper=PAPER, reference_impl=REFERENCE, params_m=28.288, gmacs=4.5, top1=81.3,
+             notes="paper Table 1(a): 29M params, 4.5G FLOPs (multiply-adds), 81.3 top-1 at 224, window 7; "
+                   "the paper reports V100 throughput, not a mobile latency; the attention mask is built for "
+                   "224 (build(name, img_size=...) for another size)")),
 }
 
 
 def build(name: str, num_classes: int = 1000, img_size: int = 224) -> SwinTransformer:
     """Build a registered Swin variant for one input size (the shifted-window mask depends on it)."""
-    return SwinTransformer(num_classes=num_classes, img_size=img_size, **VARIANTS[name])
+    return SwinTransformer(num_classes=num_classes, img_size=img_size, **VARIANTS[name].kwargs)
