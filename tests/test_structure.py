@@ -161,7 +161,7 @@ def _in_package(module: str, package: str) -> bool:
 
 def _package_params() -> list:
     """Every package, the ones restructured on other branches marked as known failures."""
-    return [pytest.param(p, marks=_ELSEWHERE) if p in ("export", "profiling") else p for p in PACKAGES]
+    return [pytest.param(p, marks=_ELSEWHERE) if p in ("export",) else p for p in PACKAGES]
 
 
 FILES = _project_files()
