@@ -16,6 +16,7 @@ import sys
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,8 +29,11 @@ from export.errors import ExportError
 from export.options import OnnxOptions
 from models import ModelSpec
 
+if TYPE_CHECKING:  # an optional backend: imported when a session is made
+    import onnxruntime
 
-def session(path: str | Path, threads: int = 0):
+
+def session(path: str | Path, threads: int = 0) -> onnxruntime.InferenceSession:
     """An onnxruntime CPU session (``threads=0``: onnxruntime's default)."""
     ort = require("onnxruntime", "onnx")
     session_options = ort.SessionOptions()

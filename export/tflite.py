@@ -25,6 +25,7 @@ import importlib.util
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from export.common import export_model
 from export.errors import ExportError, InputPathError
 from export.options import TFLiteOptions
 from models import ModelSpec
+
+if TYPE_CHECKING:  # an optional backend: imported when an interpreter is made
+    from ai_edge_litert.interpreter import Interpreter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SIGNATURE = "serving_default"  # litert-torch's signature name
@@ -113,7 +117,7 @@ def _float_path(tmp_path: Path) -> Path:
     return tmp_path.with_name(tmp_path.name + ".fp32.tflite")
 
 
-def interpreter(path: str | Path, threads: int | None = None):
+def interpreter(path: str | Path, threads: int | None = None) -> Interpreter:
     """An ai-edge-litert interpreter (tflite_runtime's if that is what is installed), tensors allocated."""
     try:
         interpreter_class = require("ai_edge_litert.interpreter", "tflite").Interpreter

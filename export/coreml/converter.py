@@ -22,7 +22,9 @@ import logging
 import sys
 import warnings
 from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +38,9 @@ from export.coreml.evaluator import MILEvalError, MILEvaluator, UnsupportedMILOp
 from export.errors import ExportError
 from export.options import CoreMLOptions
 from models import ModelSpec
+
+if TYPE_CHECKING:  # the optional backend: imported when a conversion starts
+    from coremltools.models import MLModel
 
 AUTHOR = "mobilelat"
 
@@ -56,7 +61,7 @@ class InputChannelScale(nn.Module):
         return self.model(image * self.factors)
 
 
-def image_preprocessing(mean, std) -> tuple[float, list[float], tuple[float, ...] | None]:
+def image_preprocessing(mean: Sequence[float], std: Sequence[float]) -> tuple[float, list[float], tuple[float, ...] | None]:
     """(scale, per-channel bias, per-channel factors or None) that fold normalization into an image input.
 
     ``scale * pixel + bias[c]`` equals ``(pixel / 255 - mean[c]) / shared_std``; multiplying by
@@ -72,7 +77,7 @@ def image_preprocessing(mean, std) -> tuple[float, list[float], tuple[float, ...
     return scale, bias, factors
 
 
-def pixels_from_normalized(image: np.ndarray, mean, std) -> np.ndarray:
+def pixels_from_normalized(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """NCHW float pixels in 0..255 that normalize back to ``image`` (not rounded: parity stays exact)."""
     mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
@@ -86,7 +91,7 @@ def _project_version() -> str:
         return "0.1.0"
 
 
-def _set_metadata(mlmodel, spec: ModelSpec, options: CoreMLOptions, input_shape: tuple[int, ...],
+def _set_metadata(mlmodel: MLModel, spec: ModelSpec, options: CoreMLOptions, input_shape: tuple[int, ...],
                   factors: tuple[float, ...] | None) -> None:
     precision = options.precision
     mlmodel.short_description = (f"{spec.name} ({spec.variant}, {spec.paper}): {spec.num_classes}-class "
@@ -120,7 +125,7 @@ def _staging_path(path: Path) -> Path:
     return path.with_name(path.name + ".staging.mlpackage")
 
 
-def _save_package(mlmodel, path: Path) -> None:
+def _save_package(mlmodel: MLModel, path: Path) -> None:
     """coremltools saves only under a ``.mlpackage`` name; save there, then move to ``path``."""
     if path.suffix == ".mlpackage":
         mlmodel.save(str(path))

@@ -20,12 +20,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from export.capabilities import require
 from export.coreml.ops import MIL_OPS
+
+if TYPE_CHECKING:  # the optional backend: imported when a package is loaded
+    from coremltools.converters.mil.mil import Program, Var
+    from coremltools.proto.Model_pb2 import Model
 
 
 class MILEvalError(RuntimeError):
@@ -63,12 +67,12 @@ class OpTiming:
     total_seconds: float = 0.0  # whole evaluation
 
 
-def _np_dtype(var) -> Any:
+def _np_dtype(var: Var) -> Any:
     types = require("coremltools.converters.mil.mil.types", "coreml")
     return types.nptype_from_builtin(var.dtype)
 
 
-def _static_shape(var) -> tuple | None:
+def _static_shape(var: Var) -> tuple | None:
     shape = getattr(var, "shape", None)
     if shape is None or not all(isinstance(n, (int, np.integer)) for n in shape):
         return None
@@ -87,7 +91,7 @@ def _hold(value: Any, dtype: Any) -> Any:
     return array.astype(dtype)
 
 
-def load_mil_program(package_path: str | Path):
+def load_mil_program(package_path: str | Path) -> tuple[Program, Model]:
     """(MIL program, model spec) of a saved ``.mlpackage``; no macOS needed."""
     ct = require("coremltools", "coreml")
     milproto = require("coremltools.converters.mil.frontend.milproto.load", "coreml")

@@ -12,13 +12,16 @@ Adding an op: write one function in its family's module and add one entry to tha
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from types import ModuleType
+
 from export.coreml.ops import conv_pool, elementwise, linalg, normalization, resample, tensor
 from export.coreml.ops.common import Args, OpFunction
 
 FAMILIES = (elementwise, linalg, conv_pool, normalization, tensor, resample)
 
 
-def union_of(families) -> dict[str, OpFunction]:
+def union_of(families: Iterable[ModuleType]) -> dict[str, OpFunction]:
     """One table from the families' ``OPS``; an op type in two of them is an error."""
     table: dict[str, OpFunction] = {}
     for family in families:

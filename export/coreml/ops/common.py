@@ -7,7 +7,7 @@ op's output (a tuple for ops with several outputs).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,8 @@ def channel_view(vector: Any, rank: int) -> np.ndarray:
     return np.asarray(vector, dtype=np.float32).reshape((1, -1) + (1,) * (rank - 2))
 
 
-def spatial_padding(in_sizes, kernel, strides, dilations, pad_type: str, pad) -> list[tuple[int, int]]:
+def spatial_padding(in_sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                    dilations: Sequence[int], pad_type: str, pad: Any) -> list[tuple[int, int]]:
     """(before, after) padding per spatial dim for MIL's pad_type valid / custom / same / same_lower."""
     dims = len(in_sizes)
     if pad_type == "valid":

@@ -19,7 +19,7 @@ def _unary(fn: Callable) -> OpFunction:
     return lambda args: fn(args["x"])
 
 
-def _floor_div(x, y):
+def _floor_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.floor_divide(x, y) if np.issubdtype(np.asarray(x).dtype, np.integer) else np.floor(x / y)
 
 
