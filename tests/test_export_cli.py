@@ -12,7 +12,7 @@ import torch
 
 from export import onnx as export_onnx
 from export import parity
-from export.cli import EXIT_PARITY, EXIT_USAGE, build_multi_parser, build_parser, run_format_cli, run_multi_cli
+from export.cli import EXIT_CONVERTER, EXIT_PARITY, EXIT_USAGE, build_multi_parser, build_parser, run_format_cli, run_multi_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "repvit_m0_6"
@@ -118,6 +118,16 @@ def test_multi_format_cli_runs_each_format(tmp_path):
                           "--out", str(tmp_path), "--quiet"]) == 0
     manifest = json.loads((tmp_path / MODEL / f"{MODEL}.onnx.manifest.json").read_text())
     assert manifest["options"]["dynamic_batch"] is True and manifest["input_shape"] == [1, 3, 64, 64]
+
+
+@pytest.mark.fast
+def test_a_missing_backend_fails_its_format_only(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "coremltools", None)  # import of a None entry raises ImportError
+    status = run_multi_cli([MODEL, "--formats", "coreml,onnx", "--input-size", "64", "--out", str(tmp_path), "--quiet"])
+    assert status == EXIT_CONVERTER
+    assert "coreml export needs 'coremltools', which is not installed: pip install 'coremltools==9.0'" in \
+        capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / MODEL).iterdir()) == [f"{MODEL}.onnx", f"{MODEL}.onnx.manifest.json"]
 
 
 @pytest.mark.slow
