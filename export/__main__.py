@@ -11,5 +11,6 @@ import sys
 os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads this once, when torch first imports it
 
 from export.cli import run_multi_cli  # noqa: E402
+from export.formats import HANDLERS  # noqa: E402
 
-sys.exit(run_multi_cli())
+sys.exit(run_multi_cli(HANDLERS))

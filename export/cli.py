@@ -5,6 +5,8 @@ The flags are built from the formats' options classes (``export/options.py``): t
 their defaults in ``--help``; ``--out`` and ``--weights`` say where things are. A flag the format
 does not take is refused by argparse. With several formats, each flag goes to the formats that
 take it, and one that none of them takes is refused, even when its value is the default.
+The callers pass the handlers (a format module its own, ``python -m export`` the table in
+``export/formats.py``), so this module sits above the formats without importing them.
 Exit status: 0 exported, 1 parity failed, 2 bad usage or input, 3 converter failure or missing
 backend; any other exception is a bug and is raised as it is.
 """
@@ -12,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from export.capabilities import CAPABILITIES, capability, check_options
-from export.common import export_model
-from export.coreml import quiet_converter_chatter
+from export.common import FormatHandler, export_model
 from export.errors import ExportError, InputPathError, MissingDependencyError, ParityError, UsageError
-from export.formats import handler
 from export.options import ExportOptions, flag_of, help_of, own_fields
 from models import CheckpointMismatchError, ModelSpec, UnknownModelError, create_model, model_spec
 
@@ -129,28 +129,27 @@ def _report(error: BaseException) -> int:
     return status
 
 
-def _quiet_litert_progress() -> None:
-    """On the command line our own progress shows; litert-torch's per-stage log (read per call) does not."""
-    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-
-
-def run_format_cli(format_name: str, argv: list[str] | None = None) -> int:
-    """``python -m export.<format_name>``: parse, load, export, report; returns the exit status."""
-    args = build_parser(format_name).parse_args(argv)
-    options_class = capability(format_name).options_class
+def run_format_cli(handler: FormatHandler, argv: list[str] | None = None) -> int:
+    """``python -m export.<format>`` for the format of ``handler``: parse, load, export, report; returns
+    the exit status. The format module passes its own handler, so this module imports no format."""
+    args = build_parser(handler.name).parse_args(argv)
+    options_class = capability(handler.name).options_class
     options = options_class(**_given(args, options_class))
-    _quiet_litert_progress()
+    handler.prepare_command_line()
     try:
-        check_options(format_name, options)  # a bad flag value fails before the model is built
+        check_options(handler.name, options)  # a bad flag value fails before the model is built
         model, spec = _load_model(args.model, args.weights)
-        export_model(handler(format_name), model, spec, args.out, options)
+        export_model(handler, model, spec, args.out, options)
     except Exception as error:  # noqa: BLE001 - mapped to a message and an exit status, or re-raised
         return _report(error)
     return EXIT_OK
 
 
-def run_multi_cli(argv: list[str] | None = None) -> int:
-    """``python -m export MODEL --formats onnx,coreml,tflite``: each format in turn; worst status wins."""
+def run_multi_cli(handlers: Mapping[str, FormatHandler], argv: list[str] | None = None) -> int:
+    """``python -m export MODEL --formats onnx,coreml,tflite``: each format in turn; worst status wins.
+
+    ``handlers``: format name -> handler, for every format of the capability table (``export.formats.HANDLERS``).
+    """
     parser = build_multi_parser()
     args = parser.parse_args(argv)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -165,9 +164,8 @@ def run_multi_cli(argv: list[str] | None = None) -> int:
         print(f"error: {', '.join(flags[name] for name in refused)} {'is' if len(refused) == 1 else 'are'} "
               f"taken by none of the formats {', '.join(formats)}", file=sys.stderr)
         return EXIT_USAGE
-    _quiet_litert_progress()
-    if "coreml" in formats:  # as python -m export.coreml does: our progress, not coremltools' import chatter
-        quiet_converter_chatter()
+    for format_name in formats:  # as python -m export.<format> does: our progress, not the converters' chatter
+        handlers[format_name].prepare_command_line()
     try:
         model, spec = _load_model(args.model, args.weights)
     except Exception as error:  # noqa: BLE001
@@ -177,7 +175,7 @@ def run_multi_cli(argv: list[str] | None = None) -> int:
         options_class = capability(format_name).options_class
         try:
             # a format flag goes only to the formats that take it
-            export_model(handler(format_name), model, spec, args.out, options_class(**_given(args, options_class)))
+            export_model(handlers[format_name], model, spec, args.out, options_class(**_given(args, options_class)))
         except Exception as error:  # noqa: BLE001
             status = max(status, _report(error))
     return status

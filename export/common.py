@@ -67,6 +67,9 @@ class FormatHandler(Protocol):
     def temp_paths(self, tmp_path: Path) -> list[Path]:
         """Paths beside ``tmp_path`` the converter may leave behind; removed after every export."""
 
+    def prepare_command_line(self) -> None:
+        """On the command line, before any export: quiet the converter's own progress and import chatter."""
+
 
 def artifact_path(out_dir: str | Path, model_name: str, format_name: str, precision: str) -> Path:
     """``out_dir/<model>/<model>[_<precision>]<suffix>``; no precision suffix at the format's default."""

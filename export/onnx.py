@@ -95,6 +95,9 @@ class OnnxFormat:
     def temp_paths(self, tmp_path: Path) -> list[Path]:
         return []
 
+    def prepare_command_line(self) -> None:
+        pass  # the exporter's one notice is silenced where it is raised (convert)
+
 
 HANDLER = OnnxFormat()
 
@@ -107,7 +110,7 @@ def export(model: nn.Module, spec: ModelSpec, out_dir: str | Path = "artifacts",
     return export_model(HANDLER, model, spec, Path(out_dir), options_for("onnx", **options))
 
 
-if __name__ == "__main__":  # `python -m export.onnx`: the command line sits above the format modules
+if __name__ == "__main__":  # `python -m export.onnx`
     from export.cli import run_format_cli
 
-    sys.exit(run_format_cli("onnx"))
+    sys.exit(run_format_cli(HANDLER))

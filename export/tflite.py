@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -205,6 +206,10 @@ class TFLiteFormat:
     def temp_paths(self, tmp_path: Path) -> list[Path]:
         return [_float_path(tmp_path)]
 
+    def prepare_command_line(self) -> None:
+        # our progress shows; litert-torch's per-stage log (it reads this per call) does not
+        os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
 
 HANDLER = TFLiteFormat()
 
@@ -217,7 +222,7 @@ def export(model: nn.Module, spec: ModelSpec, out_dir: str | Path = "artifacts",
     return export_model(HANDLER, model, spec, Path(out_dir), options_for("tflite", **options))
 
 
-if __name__ == "__main__":  # `python -m export.tflite`: the command line sits above the format modules
+if __name__ == "__main__":  # `python -m export.tflite`
     from export.cli import run_format_cli
 
-    sys.exit(run_format_cli("tflite"))
+    sys.exit(run_format_cli(HANDLER))

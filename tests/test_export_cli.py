@@ -12,7 +12,9 @@ import torch
 
 from export import onnx as export_onnx
 from export import parity
-from export.cli import EXIT_CONVERTER, EXIT_PARITY, EXIT_USAGE, build_multi_parser, build_parser, run_format_cli, run_multi_cli
+from export.cli import (EXIT_CONVERTER, EXIT_PARITY, EXIT_USAGE, build_multi_parser, build_parser, run_format_cli,
+                        run_multi_cli)
+from export.formats import HANDLERS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "repvit_m0_6"
@@ -61,13 +63,15 @@ def test_help_lists_only_what_the_format_takes():
 @pytest.mark.fast
 def test_unsupported_flag_is_refused(capsys, tmp_path):
     with pytest.raises(SystemExit) as raised:
-        run_format_cli("onnx", [MODEL, "--out", str(tmp_path), "--nhwc"])
+        run_format_cli(export_onnx.HANDLER, [MODEL, "--out", str(tmp_path), "--nhwc"])
     assert raised.value.code == EXIT_USAGE and "--nhwc" in capsys.readouterr().err
     # several formats: a flag none of the requested formats takes is an error too
-    assert run_multi_cli([MODEL, "--formats", "onnx", "--nhwc", "--out", str(tmp_path), "--quiet"]) == EXIT_USAGE
+    status = run_multi_cli(HANDLERS, [MODEL, "--formats", "onnx", "--nhwc", "--out", str(tmp_path), "--quiet"])
+    assert status == EXIT_USAGE
     assert "taken by none" in capsys.readouterr().err
     # ... also when its value is the default: --opset 18 means nothing to TFLite
-    assert run_multi_cli([MODEL, "--formats", "tflite", "--opset", "18", "--out", str(tmp_path), "--quiet"]) == EXIT_USAGE
+    status = run_multi_cli(HANDLERS, [MODEL, "--formats", "tflite", "--opset", "18", "--out", str(tmp_path), "--quiet"])
+    assert status == EXIT_USAGE
     assert "--opset is taken by none of the formats tflite" in capsys.readouterr().err
     assert not (tmp_path / MODEL).exists()
 
@@ -80,32 +84,33 @@ def test_an_internal_error_is_not_a_usage_error(monkeypatch, tmp_path):
 
     monkeypatch.setattr(export_onnx.HANDLER, "run", broken_run)
     with pytest.raises(ValueError, match="an internal inconsistency"):
-        run_format_cli("onnx", [MODEL, "--out", str(tmp_path), "--input-size", "64", "--quiet"])
+        run_format_cli(export_onnx.HANDLER, [MODEL, "--out", str(tmp_path), "--input-size", "64", "--quiet"])
     with pytest.raises(ValueError, match="an internal inconsistency"):
-        run_multi_cli([MODEL, "--formats", "onnx", "--out", str(tmp_path), "--input-size", "64", "--quiet"])
+        run_multi_cli(HANDLERS, [MODEL, "--formats", "onnx", "--out", str(tmp_path), "--input-size", "64", "--quiet"])
     assert not (tmp_path / MODEL / f"{MODEL}.onnx").exists()
 
 
 @pytest.mark.fast
 def test_unknown_model_suggests_names(capsys, tmp_path):
-    assert run_format_cli("onnx", ["repvit_m0_7", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert run_format_cli(export_onnx.HANDLER, ["repvit_m0_7", "--out", str(tmp_path)]) == EXIT_USAGE
     assert "Did you mean" in capsys.readouterr().err
 
 
 @pytest.mark.fast
 def test_bad_input_size_is_an_error(capsys, tmp_path):
-    assert run_format_cli("onnx", ["mobilevit_xxs", "--out", str(tmp_path), "--input-size", "100"]) == EXIT_USAGE
+    status = run_format_cli(export_onnx.HANDLER, ["mobilevit_xxs", "--out", str(tmp_path), "--input-size", "100"])
+    assert status == EXIT_USAGE
     err = capsys.readouterr().err
     assert "cannot take a 100x100 input" in err and "multiples of 32" in err
     with pytest.raises(SystemExit):
-        run_format_cli("onnx", [MODEL, "--input-size", "0x64"])
+        run_format_cli(export_onnx.HANDLER, [MODEL, "--input-size", "0x64"])
 
 
 @pytest.mark.fast
 def test_forced_parity_failure_exits_non_zero_and_leaves_nothing(monkeypatch, capsys, tmp_path):
     # a zero tolerance: the deploy graph's rounding differs from the training form's, so the gate must fail
     monkeypatch.setitem(parity.TOLERANCES, ("onnx", "fp32"), parity.Tolerance(rtol=0.0, atol=0.0, reason="test"))
-    status = run_format_cli("onnx", [MODEL, "--out", str(tmp_path), "--input-size", "64", "--quiet"])
+    status = run_format_cli(export_onnx.HANDLER, [MODEL, "--out", str(tmp_path), "--input-size", "64", "--quiet"])
     assert status == EXIT_PARITY
     err = capsys.readouterr().err
     assert "parity gate failed" in err and "max_abs" in err
@@ -114,7 +119,7 @@ def test_forced_parity_failure_exits_non_zero_and_leaves_nothing(monkeypatch, ca
 
 @pytest.mark.fast
 def test_multi_format_cli_runs_each_format(tmp_path):
-    assert run_multi_cli([MODEL, "--formats", "onnx", "--input-size", "64", "--dynamic-batch",
+    assert run_multi_cli(HANDLERS, [MODEL, "--formats", "onnx", "--input-size", "64", "--dynamic-batch",
                           "--out", str(tmp_path), "--quiet"]) == 0
     manifest = json.loads((tmp_path / MODEL / f"{MODEL}.onnx.manifest.json").read_text())
     assert manifest["options"]["dynamic_batch"] is True and manifest["input_shape"] == [1, 3, 64, 64]
@@ -123,7 +128,8 @@ def test_multi_format_cli_runs_each_format(tmp_path):
 @pytest.mark.fast
 def test_a_missing_backend_fails_its_format_only(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "coremltools", None)  # import of a None entry raises ImportError
-    status = run_multi_cli([MODEL, "--formats", "coreml,onnx", "--input-size", "64", "--out", str(tmp_path), "--quiet"])
+    status = run_multi_cli(HANDLERS, [MODEL, "--formats", "coreml,onnx", "--input-size", "64", "--out", str(tmp_path),
+                                      "--quiet"])
     assert status == EXIT_CONVERTER
     assert "coreml export needs 'coremltools', which is not installed: pip install 'coremltools==9.0'" in \
         capsys.readouterr().err
@@ -146,7 +152,10 @@ def test_weights_that_do_not_fit_are_a_usage_error(capsys, tmp_path):
     # a checkpoint that fits neither form is retried as a deploy checkpoint, then refused
     checkpoint = tmp_path / "other.pt"
     torch.save({"not_a_layer.weight": torch.zeros(3)}, checkpoint)
-    assert run_format_cli("onnx", [MODEL, "--weights", str(checkpoint), "--out", str(tmp_path)]) == EXIT_USAGE
+    status = run_format_cli(export_onnx.HANDLER, [MODEL, "--weights", str(checkpoint), "--out", str(tmp_path)])
+    assert status == EXIT_USAGE
     assert "not_a_layer" in capsys.readouterr().err
-    assert run_format_cli("onnx", [MODEL, "--weights", str(tmp_path / "missing.pt"), "--out", str(tmp_path)]) == EXIT_USAGE
+    status = run_format_cli(export_onnx.HANDLER, [MODEL, "--weights", str(tmp_path / "missing.pt"),
+                                                  "--out", str(tmp_path)])
+    assert status == EXIT_USAGE
     assert "checkpoint not found" in capsys.readouterr().err

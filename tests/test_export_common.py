@@ -70,6 +70,9 @@ class TorchSave:
     def temp_paths(self, tmp_path):
         return [tmp_path.with_name(tmp_path.name + ".side")]
 
+    def prepare_command_line(self):
+        pass
+
 
 @pytest.fixture
 def torchsave(monkeypatch):
@@ -206,11 +209,11 @@ def test_paths_the_handler_names_are_removed(torchsave, model_and_spec, tmp_path
         (side / "weights.bin").write_bytes(b"partial")
 
     expected = [f"{MODEL}.pt", f"{MODEL}.pt.manifest.json"]
-    export_model(torchsave(convert=with_side_package), model, spec, tmp_path, ExportOptions(input_size=SIZE, quiet=True))
+    options = ExportOptions(input_size=SIZE, quiet=True)
+    export_model(torchsave(convert=with_side_package), model, spec, tmp_path, options)
     assert sorted(p.name for p in (tmp_path / MODEL).iterdir()) == expected
     with pytest.raises(ParityError):
-        export_model(torchsave(convert=with_side_package, perturbation=1.0), model, spec, tmp_path,
-                     ExportOptions(input_size=SIZE, quiet=True))
+        export_model(torchsave(convert=with_side_package, perturbation=1.0), model, spec, tmp_path, options)
     assert sorted(p.name for p in (tmp_path / MODEL).iterdir()) == expected
 
 

@@ -113,7 +113,8 @@ def test_calibration_images_from_a_folder(tmp_path):
 def test_calibration_errors(tmp_path):
     spec = models.model_spec(SMALL)
     with pytest.raises(InputPathError, match="not a directory"):  # the user's path: exit 2 on the command line
-        export_tflite.calibration_images(spec, TFLiteOptions(precision="int8_full", calibration_dir=str(tmp_path / "x")))
+        export_tflite.calibration_images(spec, TFLiteOptions(precision="int8_full",
+                                                             calibration_dir=str(tmp_path / "x")))
     with pytest.raises(InputPathError, match="no images"):
         export_tflite.calibration_images(spec, TFLiteOptions(precision="int8_full", calibration_dir=str(tmp_path)))
     synthetic = export_tflite.calibration_images(spec, TFLiteOptions(precision="int8_full", calibration_count=4))
@@ -123,7 +124,7 @@ def test_calibration_errors(tmp_path):
 
 @pytest.mark.fast
 def test_missing_calibration_folder_is_a_usage_error(capsys, tmp_path):
-    status = run_format_cli("tflite", [SMALL, "--precision", "int8_full", "--calibration-dir", str(tmp_path / "none"),
-                                       "--out", str(tmp_path), "--quiet"])
+    status = run_format_cli(export_tflite.HANDLER, [SMALL, "--precision", "int8_full", "--calibration-dir",
+                                                    str(tmp_path / "none"), "--out", str(tmp_path), "--quiet"])
     assert status == EXIT_USAGE and "is not a directory" in capsys.readouterr().err
     assert not (tmp_path / SMALL).exists()  # refused before any model work

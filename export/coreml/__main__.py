@@ -13,7 +13,6 @@ for _optional in ("transformers", "torchao"):
     sys.modules.setdefault(_optional, None)
 
 from export.cli import run_format_cli  # noqa: E402
-from export.coreml.converter import quiet_converter_chatter  # noqa: E402
+from export.coreml.converter import HANDLER  # noqa: E402
 
-quiet_converter_chatter()
-sys.exit(run_format_cli("coreml"))
+sys.exit(run_format_cli(HANDLER))

@@ -211,7 +211,8 @@ class CoreMLFormat:
             return _run_coremltools(path, feeds, spec)
         try:
             evaluator = MILEvaluator(path)
-            outputs = [evaluator.run({spec.input_name: feed})[spec.output_name].astype(np.float32) for feed in feeds]
+            outputs = [evaluator.run({spec.input_name: feed})[spec.output_name].astype(np.float32)
+                       for feed in feeds]
         except MILEvalError as error:  # the artifact may be fine: the evaluator cannot judge it
             unsupported = isinstance(error, UnsupportedMILOpError)
             raise ExportError(f"the reference evaluator cannot run {spec.name}'s ML program: {error}", format="coreml",
@@ -240,6 +241,9 @@ class CoreMLFormat:
 
     def temp_paths(self, tmp_path: Path) -> list[Path]:
         return [_staging_path(tmp_path)]
+
+    def prepare_command_line(self) -> None:
+        quiet_converter_chatter()
 
 
 HANDLER = CoreMLFormat()
