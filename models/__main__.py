@@ -1,14 +1,16 @@
-"""``python -m models``: list the registry, or show one model in full."""
+"""``python -m models``: list the registry, or show one model in full (``--json``: one JSON document)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rich.console import Console
 from rich.table import Table
 
+from mobilelat.cli import ArgumentParser, run_cli
+from mobilelat.console import Console, add_output_flags
+from mobilelat.errors import UsageError
 from models.complexity import count_macs, count_params
-from models.registry import UnknownModelError, create_model, list_models, model_spec
+from models.registry import create_model, list_models, model_spec
 
 
 def _measure(name: str) -> tuple[int, int]:
@@ -21,30 +23,44 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _record(name: str, params: int, macs: int) -> dict:
+    """One model for ``--json``: its spec fields and the measured counts at its own input size."""
+    return {**model_spec(name).to_dict(), "measured_params": params, "measured_macs": macs}
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     names = list_models(args.pattern)
     if not names:
-        console.print(f"[red]no model matches {args.pattern!r}[/red]")
-        return 1
+        raise UsageError(f"no model matches {args.pattern!r}; patterns are shell-style, e.g. 'repvit_*' "
+                         f"(`python -m models list` shows all)")
     table = Table(title=f"mobilelat models ({len(names)})")
     for column in ("name", "params (M)", "GMACs", "input", "top-1", "published latency"):
         table.add_column(column, justify="left" if column in ("name", "input", "published latency") else "right")
-    with console.status("building models to count parameters and MACs...") as status:
+    records = []
+    with console.progress(len(names)) as progress:  # building every model takes a while
         for name in names:
-            status.update(f"counting {name}...")
+            progress.update(f"counting parameters and MACs of {name}")
             spec = model_spec(name)
             params, macs = _measure(name)
+            records.append(_record(name, params, macs))
             latency = (f"{spec.published_latency_ms:g} ms ({spec.published_latency_device})"
                        if spec.published_latency_ms else "-")
             table.add_row(name, f"{params / 1e6:.3f}", f"{macs / 1e9:.2f}",
                           "x".join(map(str, spec.input_size[1:])), _fmt(spec.top1, "{:.1f}"), latency)
-    console.print(table)
+            progress.advance()
+    if console.json_mode:
+        console.emit_json(records)
+    else:
+        console.print(table)
     return 0
 
 
 def cmd_info(args: argparse.Namespace, console: Console) -> int:
     spec = model_spec(args.name)
     params, macs = _measure(args.name)
+    if console.json_mode:
+        console.emit_json(_record(args.name, params, macs))
+        return 0
     table = Table(title=args.name, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -60,20 +76,31 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models", description="Inspect the model registry.")
+COMMANDS = {"list": cmd_list, "info": cmd_info}
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m models", description="Inspect the model registry.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="table of registered models (params, GMACs, input, latency)")
     p_list.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'repvit_*'")
+    add_output_flags(p_list)
     p_info = sub.add_parser("info", help="one model in full: spec, reference and measured figures")
     p_info.add_argument("name")
-    args = parser.parse_args(argv)
-    console = Console()
-    try:
-        return {"list": cmd_list, "info": cmd_info}[args.command](args, console)
-    except UnknownModelError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    add_output_flags(p_info)
+    return parser
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console.from_args(args, command=f"models-{args.command}")
+    with console.capture():
+        return COMMANDS[args.command](args, console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns its exit status (2: an unknown name or a pattern nothing matches)."""
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mobilelat.errors import UsageError
+
 # Keys under which official repositories nest the state dict, tried in this order.
 _NESTED_KEYS = ("model", "state_dict", "model_ema", "module")
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(UsageError, RuntimeError):
     """A checkpoint whose keys or shapes do not match the model it is loaded into."""
 
 

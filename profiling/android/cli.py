@@ -28,7 +28,7 @@ from profiling.android.runner import (BenchmarkOptions, find_binary, run_benchma
                                       run_ort_perf_test, to_latency_result)
 from profiling.android.thermal import ThermalSettings
 from profiling.artifacts import DEFAULT_ARTIFACTS, ensure_artifact
-from profiling.cli.common import (INPUT_SIZE_HELP, CliError, input_size, results_table, split_ints, split_list,
+from profiling.cli.common import (CliError, add_input_size_argument, results_table, split_ints, split_list,
                                   start_run)
 from profiling.store import Store
 
@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     thermal.add_argument("--max-rise", type=float, default=5.0,
                          help="flag a run whose temperature rose by more than this many degrees (default 5)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="artifact precision")
-    parser.add_argument("--input-size", nargs="+", metavar="PIXELS", help=INPUT_SIZE_HELP)
+    add_input_size_argument(parser)
     parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="where artifacts are found/exported")
     parser.add_argument("--label", default="", help="a note stored with the run")
 
@@ -113,7 +113,6 @@ def plan(args: argparse.Namespace) -> list[PhoneJob]:
                        "(LiteRT's benchmark_model for Android: see tensorflow/lite/tools/benchmark)")
     if args.apk is not None and args.pin_big_cores:
         raise CliError("--pin-big-cores applies to the binary (taskset); the APK runs as an app the scheduler places")
-    input_size(args.input_size)  # checked before any phone work
     jobs = []
     for model in dict.fromkeys(args.models):
         path = Path(model)
@@ -144,7 +143,7 @@ def resolve_model(job: PhoneJob, args: argparse.Namespace,
         return path, artifact, name, artifact.precision if artifact else args.precision
     key = (job.model, job.format)
     if key not in cache:
-        cache[key] = ensure_artifact(job.model, job.format, args.precision, input_size(args.input_size),
+        cache[key] = ensure_artifact(job.model, job.format, args.precision, args.input_size,
                                      args.artifacts)[0]
     artifact = cache[key]
     return Path(artifact.path), artifact, job.model, artifact.precision
