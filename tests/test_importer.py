@@ -122,7 +122,7 @@ def test_cli_import_and_dry_run(tmp_path, capsys):
     assert "2 valid record(s); nothing written" in capsys.readouterr().out
     assert not db.exists()  # validation only: the store was never opened
     assert main(["import", str(bad), "--db", str(db)]) == 2
-    assert "row 1, field format" in capsys.readouterr().out
+    assert "row 1, field format" in capsys.readouterr().err  # usage errors: stderr
     assert main(["import", str(good), "--db", str(db)]) == 0
     with Store(db) as store:
         assert store.count() == 2

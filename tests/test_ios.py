@@ -44,9 +44,9 @@ def test_refuses_off_macos(tmp_path, capsys):
     with pytest.raises(AppleToolsUnavailable, match="Core ML runs only on macOS"):
         require_macos(for_phone=False)
     assert main(["ios", "repvit_m0_9", "--mac", "--db", str(tmp_path / "db")]) == 2
-    assert "Core ML runs only on macOS" in capsys.readouterr().out
+    assert "Core ML runs only on macOS" in capsys.readouterr().err  # usage errors: stderr
     assert main(["ios", "--list", "--db", str(tmp_path / "db")]) == 2
-    assert "needs macOS with Xcode" in capsys.readouterr().out
+    assert "needs macOS with Xcode" in capsys.readouterr().err
 
 
 @pytest.mark.fast
