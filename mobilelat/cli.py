@@ -69,7 +69,8 @@ def raise_if_interrupted() -> None:
 
 @contextlib.contextmanager
 def _sigint_recorded() -> Iterator[None]:
-    """Install the recording SIGINT handler for the block (main thread only; restored after)."""
+    """Install the recording SIGINT handler for the block (main thread only); afterwards the previous
+    handler is back and the record is cleared, so the next command starts clean."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -79,6 +80,7 @@ def _sigint_recorded() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        _interrupted.clear()
 
 
 def _print_error(text: str, json_mode: bool, status: int) -> None:
@@ -105,24 +107,26 @@ def run_cli(main: Callable[[list[str]], int], argv: Sequence[str] | None = None)
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in argv
-    try:
-        with _sigint_recorded():
+    with _sigint_recorded():  # the record is read below, before the block ends and clears it
+        try:
             status = main(argv)
             sys.stdout.flush()  # inside: a closed pipe shows here, not in the interpreter's exit
             return status
-    except UsageError as error:
-        _print_error(str(error), json_mode, EXIT_USAGE)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.stderr.flush()
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
-    except BaseException:
-        if _interrupted.is_set():  # a library turned the KeyboardInterrupt into its own error: still Ctrl-C
-            sys.stderr.write("interrupted\n")
-            sys.stderr.flush()
-            return EXIT_INTERRUPTED
-        raise
+        except UsageError as error:
+            _print_error(str(error), json_mode, EXIT_USAGE)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            return _interrupted_exit()
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
+        except BaseException:
+            if _interrupted.is_set():  # a library turned the KeyboardInterrupt into its own error: still Ctrl-C
+                return _interrupted_exit()
+            raise
+
+
+def _interrupted_exit() -> int:
+    sys.stderr.write("interrupted\n")
+    sys.stderr.flush()
+    return EXIT_INTERRUPTED

@@ -234,10 +234,11 @@ class Store:
 
     def _check_integrity(self) -> None:
         """``PRAGMA quick_check``: a damaged file is refused before anything is read from or written to it."""
-        problems = [row[0] for row in self._retry(lambda: self._connection.execute("PRAGMA quick_check").fetchall())]
-        if problems != ["ok"]:
-            raise StoreError(self._damaged(f"quick_check: {problems[0]}" + (
-                f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else "")))
+        rows = [row[0] for row in self._retry(lambda: self._connection.execute("PRAGMA quick_check").fetchall())]
+        if rows != ["ok"]:  # each row may hold several lines, the first naming the database
+            problems = [line for row in rows for line in str(row).splitlines() if not line.startswith("***")]
+            more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+            raise StoreError(self._damaged(f"quick_check: {problems[0] if problems else rows[0]}{more}"))
 
     def _damaged(self, detail: str) -> str:
         return (f"results database {self.path} is damaged ({detail}); move it aside and measure into a new --db "

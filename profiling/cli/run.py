@@ -242,9 +242,8 @@ def measure_job(job: Job, args: argparse.Namespace, artifact_cache: dict,
         weights = target.options["weights"] if "weights" in target.options else "unknown"
     attempts = []
     for attempt in range(1 + args.retry_unstable):
-        if attempt:
-            progress_update(f"measure {job.label} again (attempt {attempt + 1}): the last one was unstable")
-        progress_update(f"measure {job.label}")
+        progress_update(f"measure {job.label} again (attempt {attempt + 1}): the last one was unstable" if attempt
+                        else f"measure {job.label}")
         attempts.append(_measure_once(job, args, target, max_load, progress_update))
         if not attempts[-1].stats.unstable:
             break
