@@ -44,7 +44,7 @@ from export.options import ExportOptions
 from export.parity import ParityReport, Tolerance, check_parity, tolerance_for
 from mobilelat.cli import raise_if_interrupted
 from mobilelat.console import Console
-from mobilelat.paths import output_dir
+from mobilelat.paths import check_output_dir, output_dir
 from mobilelat.sizes import check_input_size, format_input_size
 from models import ModelSpec, UnknownModelError, model_spec
 from models.complexity import count_macs, count_params
@@ -188,6 +188,7 @@ def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_
         height, width = options.input_size
         check_input_size(height, width)
         spec = spec.with_input_size(height, width)
+    check_output_dir(out_dir)  # --out itself first: its message names what the user typed
     final = artifact_path(out_dir, spec.name, handler.name, options.precision, _size_suffix(spec))
 
     size = format_input_size(spec.input_size[1:])

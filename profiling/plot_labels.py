@@ -1,6 +1,6 @@
 """Point labels that neither overlap each other nor leave the plot: a small greedy placer.
 
-Each label tries offsets around its point, nearest first (eight directions at growing
+Each label tries offsets around its point, nearest first (sixteen directions at growing
 distances), and takes the first spot whose text box stays inside the axes and touches no label
 placed before it and no other point's marker; a label pushed beyond the nearest ring gets a thin
 leader line to its point. Crowded points choose first. When no spot is free the least-overlapping
@@ -12,6 +12,7 @@ whoever draws (the report, lazily), not here: boxes are ``(x0, y0, x1, y1)`` tup
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -23,13 +24,15 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels
 
 LABEL_FONT_SIZE = 8  # points: readable at the reports' 110 dpi
 MARKER_RADIUS_PX = 4.0  # the part of a point's marker a label must not cover
-RADII_PT = (3, 7, 12, 18, 26, 36, 48)  # offset rings, nearest first
-DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))  # NE, SE, NW, SW, E, W, N, S
+RADII_PT = (3, 7, 12, 18, 26, 36, 48, 62, 78, 96, 120, 150, 190, 240)  # offset rings, nearest first
+# directions in degrees, the diagonals first (a label beside its point reads best), then the rest of 16
+ANGLES_DEG = (45, -45, 135, -135, 0, 180, 90, -90, 22.5, -22.5, 157.5, -157.5, 67.5, -67.5, 112.5, -112.5)
 
 
-def _alignment(dx: int, dy: int) -> tuple[str, str]:
-    horizontal = "left" if dx > 0 else "right" if dx < 0 else "center"
-    vertical = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+def _alignment(dx: float, dy: float) -> tuple[str, str]:
+    """Anchor the text on the side facing its point, so it grows away from it."""
+    horizontal = "left" if dx > 0.3 else "right" if dx < -0.3 else "center"
+    vertical = "bottom" if dy > 0.3 else "top" if dy < -0.3 else "center"
     return horizontal, vertical
 
 
@@ -77,9 +80,9 @@ def place_labels(axis: Axes, points: Sequence[tuple[float, float, str]],
         probe.xy = (x, y)
         best = None  # (cost, radius, offset, alignment)
         for radius in RADII_PT:
-            for dx, dy in DIRECTIONS:
-                scale = 0.75 if dx and dy else 1.0  # diagonals as far as the straight offsets
-                offset = (dx * radius * scale, dy * radius * scale)
+            for angle in ANGLES_DEG:
+                dx, dy = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+                offset = (dx * radius, dy * radius)
                 alignment = _alignment(dx, dy)
                 probe.xyann = offset
                 probe.set_ha(alignment[0])
@@ -108,5 +111,10 @@ def label_boxes(annotations: Sequence[Annotation]) -> list[Box]:
     if not annotations:
         return []
     renderer = annotations[0].figure.canvas.get_renderer()
-    # Annotation.get_window_extent adds the leader line; the Text it derives from gives the text alone
-    return [_box(super(type(a), a).get_window_extent(renderer)) for a in annotations]
+    boxes = []
+    for annotation in annotations:
+        # Annotation.get_window_extent adds the leader line; the Text it derives from measures the text
+        # alone, once the annotation has put the text where its offset says
+        annotation.update_positions(renderer)
+        boxes.append(_box(super(type(annotation), annotation).get_window_extent(renderer)))
+    return boxes

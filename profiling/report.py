@@ -193,7 +193,9 @@ def _write_report(plt, results: list[LatencyResult], grouped: dict[str, dict[str
                                             ("latency_vs_params.png", params_of, f"parameters (M; {form})", 3)):
         panels = {label: [(getter(r, facts[m]), r.stats.median_ms, m) for m, r in grouped[label].items()
                           if getter(r, facts[m]) is not None] for label in labels}
-        titles = {label: f"{label}: Spearman {fmt(rho_by_label[label][rho_index], '{:+.2f}')}" for label in labels}
+        titles = {label: f"{label}: Spearman {rho_by_label[label][rho_index]:+.2f}"
+                  if rho_by_label[label][rho_index] is not None
+                  else f"{label}: {len(grouped[label])} model(s), too few to rank" for label in labels}
         save(scatter_panels(plt, panels, titles, xlabel, "median latency (ms)",
                             wrap_title(f"Median latency against {xlabel}", setting)), name)
 

@@ -50,6 +50,7 @@ HELP = "export what is missing, measure on host runtimes, store and print the re
 FORMATS = tuple(RUNNERS)
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_full")
 XNNPACK_CHOICES = {"on": ["xnnpack"], "off": ["builtin"], "both": ["xnnpack", "builtin"]}  # --xnnpack -> variants
+STORE_WAIT_S = 120.0  # how long a result waits for another writer's lock before it goes to the sidecar, seconds
 
 
 @dataclass
@@ -82,8 +83,8 @@ CONFIGURATIONS: dict[str, Callable[[argparse.Namespace], list[tuple[str | None, 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL", help="registry names (see `python -m models list`)")
     parser.add_argument("--all", action="store_true", help="every registered model")
-    parser.add_argument("--formats", default="onnx,torch", help=f"comma-separated, from {', '.join(FORMATS)} "
-                        "(default onnx,torch; torch = eager deploy model, the baseline)")
+    parser.add_argument("--formats", default="onnx,torch", help=f"comma-separated, from {', '.join(FORMATS)}; "
+                        "torch = the eager deploy model, the baseline")
     parser.add_argument("--threads", default="1", help="comma-separated thread counts to sweep")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="artifact precision; each format must take it (torch measures fp32 only)")
@@ -266,7 +267,7 @@ class RunRecorder:
         self.unsaved: list[LatencyResult] = []
         self.sidecar: Path | None = None  # where the unsaved results are
         self.store_error: StoreError | None = None  # why the store stopped taking results
-        self._store: Store | None = Store(self.db) if self.db.exists() else None  # checked before any measuring
+        self._store: Store | None = self._open() if self.db.exists() else None  # checked before any measuring
         self._started = False  # whether this command wrote the run row
 
     def keep(self, result: LatencyResult) -> None:
@@ -274,7 +275,7 @@ class RunRecorder:
         if self.store_error is None:
             try:
                 if self._store is None:
-                    self._store = Store(self.db)
+                    self._store = self._open()
                 if not self._started:
                     self._started = not any(r["run_id"] == self.run_id for r in self._store.runs())
                     start_run(self._store, self.args, self.args.label, run_id=self.run_id)
@@ -285,6 +286,9 @@ class RunRecorder:
                 self.store_error = error
         self.unsaved.append(result)
         self.sidecar = write_sidecar(sidecar_path(self.db, self.run_id), self.unsaved)
+
+    def _open(self) -> Store:
+        return Store(self.db, busy_timeout_s=min(30.0, STORE_WAIT_S), retry_for_s=STORE_WAIT_S)
 
     def close(self) -> None:
         """Remove the run row this command wrote if nothing landed under it; close the store."""
