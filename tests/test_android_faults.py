@@ -167,8 +167,8 @@ def test_zero_runs_and_nan_are_refused(phone, models, monkeypatch, capsys, fault
 
 
 def ort(phone: Path, models: dict, *args: str) -> int:
-    return android(phone, str(models["onnx"]), "--ort-binary", str(phone / "bin" / "onnxruntime_perf_test"),
-                   "--runs", "20", *args, binary=False)
+    return android(phone, str(models["onnx"]), "--formats", "onnx", "--ort-binary",
+                   str(phone / "bin" / "onnxruntime_perf_test"), "--runs", "20", *args, binary=False)
 
 
 @pytest.mark.parametrize("fault, said", [("ort_zero", "0 inference requests"), ("ort_negative", "which is no measurement")])
