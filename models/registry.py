@@ -9,9 +9,11 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import logging
 from pathlib import Path
 from types import ModuleType
 
+import torch
 from torch import nn
 
 from models.spec import ModelSpec
@@ -34,6 +36,20 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
 
 _MODEL_TABLE: dict[str, str] = {name: family for family, names in _FAMILIES.items() for name in names}
 
+# Names other sources give our models where they differ from ours (timm, the official repositories):
+# accepted by create_model with a note. Each family's CHECKPOINT_LAYOUTS lists the same names.
+_ALIASES: dict[str, str] = {
+    "tf_efficientnetv2_b0": "efficientnetv2_b0",
+    "swin_tiny_patch4_window7_224": "swin_tiny",
+    "vit_tiny_patch16_224": "vit_tiny_patch16",
+    "efficientMod_xxs": "efficientmod_xxs",
+    "efficientMod_xs": "efficientmod_xs",
+    "efficientMod_s": "efficientmod_s",
+    "efficientMod_s_Conv": "efficientmod_s_conv",
+}
+
+_log = logging.getLogger("models.registry")
+
 
 class UnknownModelError(KeyError):
     """A model name that is not in the registry; the message lists the closest valid names."""
@@ -42,9 +58,42 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+def resolve_name(name: str, note: bool = True) -> str:
+    """Our registered name for ``name``: itself, or the model another source's name stands for.
+
+    Accepts timm's names where they differ from ours (``vit_tiny_patch16_224``), a hub id
+    (``timm/repvit_m1.dist_in1k``) and a pretrained tag (``repvit_m1.dist_in1k``); says so in one line.
+    """
+    if name in _MODEL_TABLE:
+        return name
+    base = name.split("/", 1)[1] if name.startswith("timm/") else name
+    base = base.split(".", 1)[0]
+    resolved = base if base in _MODEL_TABLE else _ALIASES.get(base)
+    if resolved is None:
+        return name  # unknown: the lookup that follows lists the closest names
+    if note:
+        _log.warning("note: %r is %s here", name, resolved)
+    return resolved
+
+
+def aliases_of(name: str) -> list[str]:
+    """Other sources' names that stand for registered ``name``."""
+    return [alias for alias, target in _ALIASES.items() if target == name]
+
+
+def family_names(family: str) -> tuple[str, ...]:
+    """The registered names of one family, in registry order."""
+    return _FAMILIES[family]
+
+
+def family_module(name: str) -> ModuleType:
+    """The family file of a registered name (imported on first use)."""
+    return _family_module(name)
+
+
 def _family_module(name: str) -> ModuleType:
     if name not in _MODEL_TABLE:
-        close = difflib.get_close_matches(name, _MODEL_TABLE, n=5, cutoff=0.5)
+        close = difflib.get_close_matches(name, list(_MODEL_TABLE) + list(_ALIASES), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(f"unknown model {name!r}.{hint} `python -m models list` shows all "
                                 f"{len(_MODEL_TABLE)} registered names.")
@@ -61,28 +110,38 @@ def list_families() -> list[str]:
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The I/O contract and reference figures of a registered model."""
+    """The I/O contract and reference figures of a registered model (another source's name works too)."""
+    name = resolve_name(name, note=False)
     return _family_module(name).SPECS[name]
 
 
-def create_model(name: str, weights: str | Path | None = None, deploy: bool = False, **overrides) -> nn.Module:
+def create_model(name: str, weights: str | Path | None = None, deploy: bool = False,
+                 dtype: torch.dtype | str | None = None, **overrides) -> nn.Module:
     """Build a registered model, optionally in deploy form, optionally loading a local checkpoint.
 
-    ``deploy=True`` builds the training form and reparameterizes it (see ``reparam``), so that a
-    checkpoint saved from a deploy model (``python -m reparam NAME --out PATH``) loads directly.
-    ``weights`` is a local path; nothing is downloaded. The model is returned in eval mode when
-    weights are loaded, and in the constructor's default (training) mode otherwise.
+    ``weights`` is a local file (.pth/.pt/.bin/.safetensors) or Hugging Face hub snapshot folder in
+    our layout, timm's or the official repository's (see ``models.weights``); nothing is downloaded.
+    The checkpoint's class count and distillation head are used unless given in ``overrides``.
+    ``deploy=True`` returns the reparameterized form (see ``reparam``), from a training-form
+    checkpoint or one saved by ``python -m reparam NAME --out PATH``. ``dtype`` (e.g. torch.float64)
+    converts the model before loading, so weights are not rounded through float32. The model is
+    returned in eval mode when weights are loaded, and in the constructor's default (training) mode
+    otherwise. ``name`` may be timm's name for the model (noted in one line).
     """
+    name = resolve_name(name)
     module = _family_module(name)
+    if weights is not None:
+        from models.weights import build_with_weights
+
+        return build_with_weights(name, module, weights, deploy=deploy, dtype=dtype, **overrides).model
     model = module.build(name, **overrides)
+    if dtype is not None:
+        from models.weights import as_dtype
+
+        model = model.to(as_dtype(dtype))
     if deploy:
         import reparam  # imported here: reparam depends on models, not the other way round
 
-        # the statistics come with the checkpoint loaded below, so fresh ones are expected here
+        # a model built without weights has fresh statistics; that is expected here
         model = reparam.reparameterize(model, warn_untrained=False)
-    if weights is not None:
-        from models.weights import load_checkpoint
-
-        load_checkpoint(model, weights)
-        model.eval()
     return model
