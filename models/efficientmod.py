@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from models.spec import ModelSpec
+from models.weights import CheckpointLayout
 
 PAPER = "Efficient Modulation for Vision Networks (ICLR 2024)"
 REFERENCE = "https://github.com/ma-xu/EfficientMod"
@@ -279,3 +280,27 @@ SPECS: dict[str, ModelSpec] = {
 def build(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0) -> EfficientMod:
     """Build a registered EfficientMod variant in training form."""
     return EfficientMod(**VARIANTS[name], num_classes=num_classes, drop_path_rate=drop_path_rate)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+# The official checkpoints have our keys (module names were kept), so "ours" covers them.
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository and ma-xu/EfficientMod releases (same keys)",
+                     ("patch_embed.proj.weight", "layers.0.blocks.0.mlp.context_layer.f.weight"),
+                     names={"efficientmod_xxs": "efficientMod_xxs", "efficientmod_xs": "efficientMod_xs",
+                            "efficientmod_s": "efficientMod_s", "efficientmod_s_conv": "efficientMod_s_Conv"}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Official checkpoints already have our keys; there is nothing to convert."""
+    if source != "ours":
+        raise ValueError(f"EfficientMod checkpoints come in our (= the official) layout, not {source!r}")
+    return dict(state_dict)
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    head = state_dict.get("head.weight")
+    return {} if head is None else {"num_classes": head.shape[0]}
