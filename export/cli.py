@@ -54,7 +54,8 @@ def _add_common(parser: argparse.ArgumentParser, precisions, default_precision: 
                         help="spatial input size, e.g. 256 or 256x320 (default: the model spec's)")
     parser.add_argument("--no-reparam", action="store_true",
                         help="export the training form instead of the reparameterized deploy form")
-    parser.add_argument("--weights", type=Path, metavar="PATH", help="local checkpoint to load (nothing is downloaded)")
+    parser.add_argument("--weights", metavar="PATH", help="local checkpoint to load: .pth/.bin/.safetensors or a "
+                        "Hugging Face hub snapshot folder, in our, timm's or the official layout (nothing is downloaded)")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary")
 
 
@@ -96,21 +97,16 @@ def options_from_args(format_name: str, args: argparse.Namespace, parser_default
     return ExportOptions(**values)
 
 
-def _load_model(name: str, weights: Path | None):
+def _load_model(name: str, weights: str | None):
     import models
-
-    from models.weights import CheckpointMismatchError
 
     spec = models.model_spec(name)  # UnknownModelError lists the closest names
     try:
         model = models.create_model(name, weights=weights)
-    except CheckpointMismatchError as training_error:
+    except models.DeployCheckpointError:
         # a checkpoint saved from the deploy form (`python -m reparam NAME --out PATH`) loads into that form;
         # the gate then has one reference (reparameterizing a deploy model is the identity)
-        try:
-            model = models.create_model(name, weights=weights, deploy=True)
-        except CheckpointMismatchError:
-            raise training_error from None
+        model = models.create_model(name, weights=weights, deploy=True)
     return model, spec
 
 
@@ -125,13 +121,13 @@ def _report(error: BaseException) -> int:
     """Print an error a person can act on; return the exit status it maps to."""
     from export.common import ExportError, InputSizeError, MissingDependencyError, ParityError
     from models import UnknownModelError
-    from models.weights import CheckpointMismatchError
+    from models.weights import CheckpointError
 
     if isinstance(error, ParityError):
         print(f"error: {error}", file=sys.stderr)
         return EXIT_PARITY
     if isinstance(error, (UnknownModelError, InputSizeError, UnsupportedOptionError, FileNotFoundError, ValueError,
-                          CheckpointMismatchError)):
+                          CheckpointError)):
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(error, (ExportError, MissingDependencyError, ImportError)):

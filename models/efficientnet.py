@@ -229,8 +229,7 @@ def build(name: str, num_classes: int = 1000) -> EfficientNet:
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
 
 CHECKPOINT_LAYOUTS = (
-    CheckpointLayout("ours", "this repository", ("stem.0.c.weight", "blocks.0.0.conv.c.weight")),
-    CheckpointLayout("ours", "this repository", ("stem.0.c.weight", "blocks.0.0.conv_dw.c.weight")),
+    CheckpointLayout("ours", "this repository", ("stem.0.c.weight", "conv_head.c.weight")),
     CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/efficientnet*; _efficientnet_builder names)",
                      ("conv_stem.weight", "bn1.weight", "blocks.0.0.*.weight"),
                      names={"efficientnet_b0": "efficientnet_b0", "efficientnetv2_b0": "tf_efficientnetv2_b0",

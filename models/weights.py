@@ -62,6 +62,10 @@ class CheckpointMismatchError(CheckpointError):
     """A checkpoint whose keys or shapes do not match the model it is loaded into."""
 
 
+class DeployCheckpointError(CheckpointMismatchError):
+    """A deploy-form checkpoint (saved by ``python -m reparam``) given where the training form was asked for."""
+
+
 @dataclass(frozen=True)
 class CheckpointLayout:
     """One way a family's checkpoints are written, declared in the family file beside ``SPECS``."""
@@ -236,15 +240,16 @@ def _read_torch(path: Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         text = str(error)
-        needed = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
-        if "Weights only load failed" in text or needed:
-            what = f"it pickles {needed.group(1)}" if needed else "it pickles Python objects"
+        needed = re.search(r"Unsupported (?:global|class):? (?:GLOBAL )?([\w.]+)", text)
+        if needed:
             raise CheckpointFormatError(
-                f"{path} needs code to load ({what}), and only weights are loaded (torch.load weights_only=True, so "
-                f"a file cannot run code); if you trust it, re-save just its state dict: "
-                f"torch.save(torch.load(f, weights_only=False).state_dict(), 'weights.pth')") from None
-        raise CheckpointFormatError(f"{path} is not a readable PyTorch checkpoint ({_one_line(text)[:160]}); "
-                                    f"fetch it again") from None
+                f"{path} needs code to load (it pickles {needed.group(1)}), and only weights are loaded "
+                f"(torch.load weights_only=True, so a file cannot run code); if you trust it, re-save just its "
+                f"state dict: torch.save(torch.load(f, weights_only=False).state_dict(), 'weights.pth')") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", text, re.S)
+        detail = _one_line(reason.group(1) if reason else text)[:160]
+        raise CheckpointFormatError(f"{path} is corrupt: its pickle does not parse ({detail}); fetch or save it "
+                                    f"again") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         raise CheckpointFormatError(f"{path} is truncated or corrupt ({_one_line(error)[:160]}); "
                                     f"fetch or save it again") from None
@@ -429,7 +434,7 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
         if deploy:
             _load(deploy_model, checkpoint.state_dict)
             return LoadedCheckpoint(deploy_model.eval(), "ours (deploy form)", tuple(notes))
-        raise CheckpointMismatchError(
+        raise DeployCheckpointError(
             f"{checkpoint.path} is a deploy-form checkpoint of {name} (saved by python -m reparam); load it with "
             f"create_model({name!r}, deploy=True, weights=PATH)")
     if deploy:
