@@ -47,7 +47,8 @@ class PadSame(nn.Module):
         return max((math.ceil(size / self.stride) - 1) * self.stride + self.kernel_size - size, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad_h, pad_w = self._total(x.shape[-2]), self._total(x.shape[-1])
+        # int(): a traced graph gets constant pads (exports are static; onnxslim mis-folds the traced arithmetic)
+        pad_h, pad_w = self._total(int(x.shape[-2])), self._total(int(x.shape[-1]))
         return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
 
 
