@@ -290,11 +290,21 @@ CHECKPOINT_LAYOUTS = (
 )
 
 # timm names inside one block (or the downsampling block) -> ours, relative to the block
-_TIMM_BLOCK = (("^token_mixer\\.", "token_mixer.0."), ("^se\\.fc1\\.", "token_mixer.1.conv_reduce."),
-               ("^se\\.fc2\\.", "token_mixer.1.conv_expand."), ("^channel_mixer\\.conv1\\.", "channel_mixer.m.0."),
-               ("^channel_mixer\\.conv2\\.", "channel_mixer.m.2."))
-_TIMM_DOWNSAMPLE = (("^spatial_downsample\\.", "token_mixer.0."), ("^channel_downsample\\.", "token_mixer.2."),
-                    ("^ffn\\.conv1\\.", "channel_mixer.m.0."), ("^ffn\\.conv2\\.", "channel_mixer.m.2."))
+_TIMM_BLOCK = (("token_mixer.", "token_mixer.0."), ("se.fc1.", "token_mixer.1.conv_reduce."),
+               ("se.fc2.", "token_mixer.1.conv_expand."), ("channel_mixer.conv1.", "channel_mixer.m.0."),
+               ("channel_mixer.conv2.", "channel_mixer.m.2."))
+_TIMM_DOWNSAMPLE = (("spatial_downsample.", "token_mixer.0."), ("channel_downsample.", "token_mixer.2."),
+                    ("ffn.conv1.", "channel_mixer.m.0."), ("ffn.conv2.", "channel_mixer.m.2."))
+_TIMM_TOP = (("stem.conv1.", "features.0.0."), ("stem.conv2.", "features.0.2."),
+             ("head.head.", "classifier.classifier."), ("head.head_dist.", "classifier.classifier_dist."))
+_TIMM_UNIT = re.compile(r"stages\.(\d+)\.(?:downsample\.(pre_block)\.|(downsample)\.|blocks\.(\d+)\.)(.*)")
+
+
+def _replace_prefix(key: str, table: tuple[tuple[str, str], ...]) -> str:
+    for old, new in table:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
 
 
 def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
@@ -310,29 +320,20 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
                                         (r"(token_mixer\.1\.)fc2\.", r"\1conv_expand.")])
     if source != "timm":
         raise ValueError(f"RepViT checkpoints come in the layouts ours, official or timm, not {source!r}")
-    unit_re = re.compile(r"^stages\.(\d+)\.(?:downsample\.(pre_block)\.|downsample\.|blocks\.(\d+)\.)(.*)$")
-    units: set[tuple[int, int, int]] = set()  # (stage, 0 pre_block / 1 downsample / 2 block, block index)
+    parsed = {}  # key -> ((stage, 0 pre_block / 1 downsample / 2 block, block index), rest of the key)
     for key in state_dict:
-        match = unit_re.match(key)
+        match = _TIMM_UNIT.fullmatch(key)
         if match:
-            stage, pre, block, _ = match.groups()
-            units.add((int(stage), 0 if pre else (1 if block is None else 2), int(block or 0)))
-    index = {unit: position + 1 for position, unit in enumerate(sorted(units))}  # features.0 is the stem
+            stage, pre, down, block, rest = match.groups()
+            parsed[key] = ((int(stage), 0 if pre else (1 if down else 2), int(block or 0)), rest)
+    index = {unit: position + 1 for position, unit in enumerate(sorted({unit for unit, _ in parsed.values()}))}
     out = {}
     for key, value in state_dict.items():
-        match = unit_re.match(key)
-        if match:
-            stage, pre, block, rest = match.groups()
-            unit = (int(stage), 0 if pre else (1 if block is None else 2), int(block or 0))
-            rules = _TIMM_DOWNSAMPLE if unit[1] == 1 else _TIMM_BLOCK
-            for pattern, replacement in rules:
-                rest = re.sub(pattern, replacement, rest)
-            key = f"features.{index[unit]}.{rest}"
+        if key in parsed:  # features.0 is the stem; the units follow in order
+            unit, rest = parsed[key]
+            key = f"features.{index[unit]}.{_replace_prefix(rest, _TIMM_DOWNSAMPLE if unit[1] == 1 else _TIMM_BLOCK)}"
         else:
-            key = re.sub(r"^stem\.conv1\.", "features.0.0.", key)
-            key = re.sub(r"^stem\.conv2\.", "features.0.2.", key)
-            key = re.sub(r"^head\.head\.", "classifier.classifier.", key)
-            key = re.sub(r"^head\.head_dist\.", "classifier.classifier_dist.", key)
+            key = _replace_prefix(key, _TIMM_TOP)
         out[key] = value
     return out
 

@@ -350,7 +350,7 @@ def _build_shapes(module: ModuleType, name: str, options: dict) -> dict[str, tor
         pass
     try:
         return module.build(name, **options).state_dict()
-    except Exception:  # noqa: BLE001 - options read from a foreign checkpoint may not fit this builder
+    except Exception:  # noqa: BLE001 - arguments read from another family's checkpoint may not fit this builder
         return None
 
 
@@ -399,20 +399,25 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
     """Build registered model ``name`` and load a local checkpoint of any recognised layout into it.
 
     Constructor arguments the checkpoint implies (class count, distillation head) are used unless
-    given in ``overrides``; ``dtype`` converts the model before loading, so float64 weights are not
-    rounded through float32.
+    given in ``overrides``; ``dtype`` sets the model's dtype before loading, so float64 weights are
+    not rounded through float32. Where the family builds on the meta device, the model is built
+    there (no random initialization to throw away) and the checkpoint's tensors are assigned to it
+    (no second pass copying every tensor).
     """
     dtype = as_dtype(dtype)
     checkpoint = read_checkpoint(weights)
     state, layout = to_our_layout(checkpoint.state_dict, module)
     options = {**_checkpoint_options(module, state), **overrides}
-    try:
-        model = module.build(name, **options)
-    except TypeError:  # an option this variant's builder does not take (e.g. from a foreign checkpoint)
-        options = overrides
-        model = module.build(name, **options)
+    model = _build_empty(module, name, options)
+    on_meta = model is not None
+    if model is None:
+        try:
+            model = module.build(name, **options)
+        except TypeError:  # an option this variant's builder does not take (read from a foreign checkpoint)
+            options = overrides
+            model = module.build(name, **options)
     if dtype is not None:
-        model = model.to(dtype)
+        model = model.to(dtype)  # before loading: float64 weights are not rounded through float32
     notes: list[str] = []
     if checkpoint.hub_model is not None:
         _note(f"{checkpoint.path.parent} is the hub snapshot of {checkpoint.hub_model!r}", notes)
@@ -423,30 +428,31 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
         for text in fit_notes:
             _note(text, notes)
     if _fits(state, expected):
-        _load(model, state)
+        model = _assign(model, state) if on_meta else _copy_into(model, state)
         if deploy:
             import reparam  # imported here: reparam builds on models, not the other way round
 
             model = reparam.reparameterize(model, warn_untrained=False)
         return LoadedCheckpoint(model.eval(), layout or "ours", tuple(notes))
+
+    # It does not fit: find out why, on a real model (the deploy form is computed from one).
+    if on_meta:
+        model = _real(module.build(name, **options), dtype)
     deploy_model = _deploy_form(model)
     if deploy_model is not None and _fits(checkpoint.state_dict, deploy_model.state_dict()):
         if deploy:
-            _load(deploy_model, checkpoint.state_dict)
+            _copy_into(deploy_model, checkpoint.state_dict)
             return LoadedCheckpoint(deploy_model.eval(), "ours (deploy form)", tuple(notes))
         raise DeployCheckpointError(
             f"{checkpoint.path} is a deploy-form checkpoint of {name} (saved by python -m reparam); load it with "
             f"create_model({name!r}, deploy=True, weights=PATH)")
-    if deploy:
-        raise CheckpointMismatchError(mismatch_report(checkpoint.path, deploy_model or model, checkpoint.state_dict,
-                                                      layout))
     found = identify(checkpoint.state_dict, first_family=module.__name__.rsplit(".", 1)[-1])
     if found is not None and found[0] != name:
         other, other_layout = found
         raise CheckpointMismatchError(
             f"{checkpoint.path} is a checkpoint of {other} ({other_layout} layout), not of {name}: "
             f"use create_model({other!r}, weights=PATH) or pass {name}'s own checkpoint")
-    if found is not None:  # the model itself fits with the checkpoint's options: the caller's overrides did not
+    if found is not None:  # the model fits with the checkpoint's own arguments, not with the caller's
         given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         raise CheckpointMismatchError(
             f"{checkpoint.path} is a checkpoint of {name} ({found[1]} layout) built with other arguments than "
@@ -454,18 +460,55 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
     raise CheckpointMismatchError(mismatch_report(checkpoint.path, model, state, layout))
 
 
+def _build_empty(module: ModuleType, name: str, options: dict) -> nn.Module | None:
+    """``name`` built on the meta device (shapes and dtypes, no storage, no random init), or None where
+    that does not work: a builder computing on tensors, or buffers the checkpoint does not hold."""
+    try:
+        with torch.device("meta"):
+            model = module.build(name, **options)
+    except Exception:  # noqa: BLE001 - any failure means: build on the CPU instead
+        return None
+    if any(module._non_persistent_buffers_set for module in model.modules()):
+        return None  # computed at build time (Swin's masks): assigning the checkpoint would leave them empty
+    return model
+
+
+def _real(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+    return model.to(dtype) if dtype is not None else model
+
+
+def _copy_into(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _assign(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A meta-built ``model`` given the checkpoint's tensors (in the model's dtypes; no copy where they agree).
+
+    This is ``load_state_dict(assign=True)`` for a state dict whose keys and shapes were checked
+    before and a model whose buffers are all persistent (``_build_empty``), so each module's
+    parameter and buffer tables are filled directly: the per-tensor checks of
+    ``load_state_dict``/``register_parameter`` would be most of what a checkpoint adds to
+    ``create_model``.
+    """
+    for module_name, submodule in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        parameters, buffers = submodule._parameters, submodule._buffers
+        for name, param in parameters.items():
+            if param is not None:
+                parameters[name] = nn.Parameter(state[prefix + name].to(param.dtype), param.requires_grad)
+        for name, buffer in buffers.items():
+            if buffer is not None:
+                buffers[name] = state[prefix + name].to(buffer.dtype)
+    return model
+
+
 def _deploy_form(model: nn.Module) -> nn.Module | None:
     """The model's deploy form, when reparameterizing changes its keys (else None)."""
-    try:
-        import reparam
-    except ImportError:
-        return None
+    import reparam
+
     deploy = reparam.reparameterize(model, warn_untrained=False)
     return deploy if deploy.state_dict().keys() != model.state_dict().keys() else None
-
-
-def _load(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    model.load_state_dict(state, strict=True)
 
 
 # --- writing our layout once -------------------------------------------------------------------------
