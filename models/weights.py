@@ -76,8 +76,9 @@ class CheckpointLayout:
     names: dict[str, str] = field(default_factory=dict)  # our registered name -> the source's name for it
 
     def matches(self, keys: Iterable[str]) -> bool:
-        keys = list(keys)
-        return all(any(fnmatch.fnmatchcase(key, marker) for key in keys) for marker in self.markers)
+        keys = keys if isinstance(keys, (dict, set, frozenset)) else set(keys)
+        return all(marker in keys if not any(c in marker for c in "*?[") else
+                   any(fnmatch.fnmatchcase(key, marker) for key in keys) for marker in self.markers)
 
 
 @dataclass(frozen=True)
@@ -301,8 +302,7 @@ def family_layouts(module: ModuleType) -> tuple[CheckpointLayout, ...]:
 
 def recognise_layout(state_dict: dict[str, torch.Tensor], module: ModuleType) -> CheckpointLayout | None:
     """The first of the family's layouts whose markers all occur in the checkpoint, or None."""
-    keys = list(state_dict)
-    return next((layout for layout in family_layouts(module) if layout.matches(keys)), None)
+    return next((layout for layout in family_layouts(module) if layout.matches(state_dict)), None)
 
 
 def to_our_layout(state_dict: dict[str, torch.Tensor], module: ModuleType) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -380,6 +380,12 @@ def _checkpoint_options(module: ModuleType, state: dict[str, torch.Tensor]) -> d
     return dict(options_of(state)) if callable(options_of) else {}
 
 
+def _registered(source_name: str) -> str:
+    from models import registry
+
+    return registry.resolve_name(source_name, note=False)
+
+
 def _note(text: str, notes: list[str]) -> None:
     notes.append(text)
     _log.warning("note: %s", text)
@@ -419,8 +425,10 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
     if dtype is not None:
         model = model.to(dtype)  # before loading: float64 weights are not rounded through float32
     notes: list[str] = []
-    if checkpoint.hub_model is not None:
-        _note(f"{checkpoint.path.parent} is the hub snapshot of {checkpoint.hub_model!r}", notes)
+    if checkpoint.hub_model is not None and _registered(checkpoint.hub_model) != name:
+        # same keys, maybe other numerics (timm's tf_* variants pad like TensorFlow): say what the folder holds
+        _note(f"{checkpoint.path.parent} holds timm's {checkpoint.hub_model!r}, loaded into {name}; "
+              f"check they are the same model", notes)
     expected = model.state_dict()
     fit = getattr(module, "fit_checkpoint", None)
     if callable(fit) and layout is not None:

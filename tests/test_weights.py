@@ -73,11 +73,21 @@ def test_hub_snapshot_folder_loads(tmp_path, caplog, filename, suffix):
     with caplog.at_level(logging.WARNING):
         from_snapshot = models.create_model("repvit_m1", weights=snapshot, dtype=torch.float64)
         from_repo = models.create_model("repvit_m1", weights=repo, dtype=torch.float64)
-    assert "hub snapshot of 'repvit_m1'" in caplog.text
+    assert caplog.text == "", "a snapshot of the model asked for loads without a note"
     for model in (from_snapshot, from_repo):
         state = model.state_dict()
         assert all(torch.equal(state[k], v) for k, v in direct.state_dict().items())
     assert relative_error(_logits(from_repo, "timm/repvit_m1"), "timm/repvit_m1") <= RELATIVE_TOLERANCE
+
+
+@pytest.mark.fast
+def test_hub_snapshot_of_a_look_alike_is_noted(tmp_path, caplog):
+    """timm's tf_efficientnetv2_s has efficientnetv2_s's keys but TensorFlow padding: the folder's config says so."""
+    checkpoint = _timm_file(tmp_path, "timm/efficientnetv2_s")
+    repo = _hub_cache(tmp_path, checkpoint, "model.safetensors", "tf_efficientnetv2_s")
+    with caplog.at_level(logging.WARNING):
+        models.create_model("efficientnetv2_s", weights=repo)
+    assert "holds timm's 'tf_efficientnetv2_s', loaded into efficientnetv2_s" in caplog.text
 
 
 @pytest.mark.fast
@@ -252,6 +262,59 @@ def test_swin_relative_position_tables_are_resized_as_timm_does(tmp_path, caplog
         checked += 1
     assert checked == 12
     assert _logits(model, "timm/swin_tiny_patch4_window7_224", (1, 3, 384, 384)).shape == (1, 1000)
+
+
+# ------------------------------------------------- official layouts without an oracle of their own
+def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    import re
+
+    out = {}
+    for key, value in state.items():
+        for pattern, replacement in rules:
+            key = re.sub(pattern, replacement, key)
+        out[key] = value
+    return out
+
+
+# timm's checkpoint_filter_fn renames facebookresearch/ConvNeXt and mmaaz60/EdgeNeXt files to timm's
+# names; these rules run it backwards, so a timm oracle becomes the official file it was converted from
+_FB_FROM_TIMM = [(r"^stem\.", "downsample_layers.0."), (r"^stages\.(\d+)\.downsample\.(\d+)", r"downsample_layers.\1.\2"),
+                 (r"^stages\.(\d+)\.blocks\.(\d+)", r"stages.\1.\2"), (r"conv_dw", "dwconv"), (r"mlp\.fc", "pwconv"),
+                 (r"^head\.fc\.", "head."), (r"^head\.norm\.", "norm.")]
+
+
+def _official_swin(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's Swin names back to microsoft/Swin-Transformer's: patch merging at the end of the previous
+    stage, ``head.weight``, and the index and mask buffers the official code saves."""
+    import re
+
+    out = {}
+    for key, value in _rename(state, [(r"^head\.fc\.", "head.")]).items():
+        match = re.match(r"^layers\.(\d+)\.downsample\.(.*)$", key)
+        out[f"layers.{int(match.group(1)) - 1}.downsample.{match.group(2)}" if match else key] = value
+        if key.endswith("attn.relative_position_bias_table"):
+            out[key.replace("bias_table", "index")] = torch.zeros(49, 49, dtype=torch.int64)
+            block = int(re.search(r"blocks\.(\d+)", key).group(1))
+            stage = int(key.split(".")[1])
+            if block % 2 and stage < 3:
+                out[key.replace("attn.relative_position_bias_table", "attn_mask")] = torch.zeros(64 // 4 ** stage, 49, 49)
+    return out
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("oracle_id,to_official", [
+    ("timm/convnext_tiny", lambda s: _rename(s, _FB_FROM_TIMM)),
+    ("timm/edgenext_x_small", lambda s: _rename(s, _FB_FROM_TIMM)),
+    ("timm/swin_tiny_patch4_window7_224", _official_swin),
+])
+def test_official_layouts_give_the_same_logits(tmp_path, oracle_id, to_official):
+    """The official files of families whose oracle is timm's: same numbers, the official repository's names."""
+    official = to_official(source_state_dict(oracle_id))
+    name = oracle(oracle_id)["ours"]
+    assert to_our_layout(official, registry.family_module(registry.resolve_name(name, note=False)))[1] == "official"
+    model = models.create_model(name, weights=write_checkpoint(official, tmp_path / "official.pth"),
+                                dtype=torch.float64)
+    assert relative_error(_logits(model, oracle_id), oracle_id) <= RELATIVE_TOLERANCE
 
 
 # ---------------------------------------------------------------------------------- conversion
