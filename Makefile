@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench docs clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,14 +28,19 @@ demo: $(STAMP)
 	$(PY) -m profiling report --run $(DEMO_RUN) --out reports/demo
 	@echo "demo done: artifacts/$(DEMO_MODEL)/, results/latency.db (run $(DEMO_RUN)), reports/demo/report.md"
 
+# --durations=15: the 15 slowest tests after the run, so a test that grows slow is seen at once.
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m fast tests
 
 bench: $(STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# Regenerates the zoo table in docs/models.md from the registry (tests/test_docs.py fails when it is stale).
+docs: $(STAMP)
+	$(PY) docs/gen_zoo.py
 
 clean:
 	rm -rf $(VENV) artifacts results reports

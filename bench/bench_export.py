@@ -17,7 +17,6 @@ training form.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -32,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
+from export import onnx as export_onnx  # noqa: E402
+from export import tflite as export_tflite  # noqa: E402
 
 
 def cli_wall_seconds(format_name: str, model: str, out_dir: Path, extra: list[str]) -> tuple[float, int, str]:
@@ -77,17 +78,11 @@ def time_interleaved(runs: dict[str, callable], rounds: int, calls: int, warmup:
 
 def runtime_latency(model_name: str, threads: int, rounds: int, calls: int, work: Path) -> list[tuple]:
     """Rows (runtime, deploy ms, training ms, ratio, deploy MB, training MB)."""
-    from export import onnx as export_onnx
-    from export import tflite as export_tflite
-
     spec = models.model_spec(model_name)
     model = randomize_batchnorm(models.create_model(model_name))
     x = spec.sample_inputs(count=1, seed=0)[0].numpy()
     rows = []
-    exporters = [("onnxruntime", export_onnx)]
-    if importlib.util.find_spec("litert_torch") is not None:
-        exporters.append(("litert", export_tflite))
-    for runtime, exporter in exporters:
+    for runtime, exporter in (("onnxruntime", export_onnx), ("litert", export_tflite)):
         artifacts = {form: exporter.export(model, spec, work / form, reparameterize=(form == "deploy"), quiet=True)
                      for form in ("deploy", "training")}
         if runtime == "onnxruntime":
@@ -122,21 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             extra = ["--no-reparam"] if args.cli_no_reparam else []
             print(f"whole-process wall time, python -m export.<fmt> {args.model} {' '.join(extra)}"
                   f" (cold start, subprocess)")
-            formats = ["onnx", "tflite"]
-            if (ROOT / "export" / "coreml.py").exists():
-                formats.insert(0, "coreml")
-            else:
-                print("  export/coreml.py does not exist yet: timing onnx and tflite only")
-            for format_name in formats:
+            for format_name in ("coreml", "onnx", "tflite"):
                 seconds, status, tail = cli_wall_seconds(format_name, args.model, work / f"cli_{format_name}", extra)
                 note = "" if status == 0 else f"  (exit {status}: {tail})"
                 target = "  target < 15 s" if format_name == "coreml" else ""
                 print(f"  {format_name:<7} {seconds:6.1f} s{target}{note}")
-        import reparam
-
-        if not args.skip_latency and not hasattr(reparam, "reparameterize"):
-            print("\nlatency deploy vs training skipped: reparam.reparameterize (issue 3) has not landed")
-        elif not args.skip_latency:
+        if not args.skip_latency:
             print(f"\nlatency of {args.model} deploy vs training-form export, batch 1, {args.threads} thread(s), "
                   f"median of {args.rounds} interleaved rounds x {args.calls} calls")
             print(f"  {'runtime':<12} {'deploy ms':>10} {'training ms':>12} {'training/deploy':>16} "

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from export.artifact import load_artifact  # noqa: E402
 from profiling.artifacts import DEFAULT_ARTIFACTS, ensure_artifact  # noqa: E402
 from profiling.protocol import MeasureSettings, run_protocol  # noqa: E402
-from profiling.runners import artifact_input  # noqa: E402
 from profiling.runners import onnxruntime as ort_runner  # noqa: E402
+from profiling.runners.common import artifact_input  # noqa: E402
 
 
 def harness_overhead(calls: int = 200_000) -> tuple[float, float]:

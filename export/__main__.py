@@ -1,16 +1,16 @@
 """``python -m export MODEL --formats onnx,coreml,tflite``: one model to several formats, each gated.
 
-Each format's module is imported only when that format is asked for, so a missing optional backend
-fails that format (with its install command) and the others still run. Exit status: the worst
-of the formats' (0 all exported, 1 a parity failure, 2 bad usage, 3 converter or backend failure).
+Each format's optional backend is imported only when that format converts, so a missing one fails
+that format (with its install command) and the others still run. Exit status: the worst of the
+formats' (0 all exported, 1 a parity failure, 2 bad usage, 3 converter or backend failure).
 """
 import os
 import sys
 
-if __name__ == "__main__":  # as python -m export.coreml: no per-pass progress bars from the converters;
-    os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads this once, when torch first imports it
+# as python -m export.coreml: no per-pass progress bars from the converters;
+os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads this once, when torch first imports it
 
 from export.cli import run_multi_cli  # noqa: E402
+from export.formats import HANDLERS  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(run_multi_cli())
+sys.exit(run_multi_cli(HANDLERS))

@@ -14,41 +14,26 @@ from __future__ import annotations
 
 import sys
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from export.capabilities import MIN_ONNX_OPSET as MIN_OPSET  # also checked before any model work
-from export.common import ExportError, ExportOptions, FormatHandler, export_model, require
+from export.artifact import Artifact
+from export.capabilities import options_for, require
+from export.common import export_model
+from export.errors import ExportError
+from export.options import OnnxOptions
+from models import ModelSpec
+
+if TYPE_CHECKING:  # an optional backend: imported when a session is made
+    import onnxruntime
 
 
-def convert(model: nn.Module, spec, tmp_path: Path, options: ExportOptions) -> None:
-    """Trace ``model`` at the spec's input shape, check the graph, slim it, save at ``tmp_path``."""
-    onnx = require("onnx", "onnx")
-    onnxslim = require("onnxslim", "onnx")
-    if options.opset < MIN_OPSET:
-        raise ExportError(f"opset {options.opset} is too old", format="onnx", hint=f"use --opset {MIN_OPSET} or newer")
-    sample = spec.sample_inputs(count=1, seed=0)[0]
-    dynamic_axes = None
-    if options.dynamic_batch:
-        dynamic_axes = {spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the "legacy exporter" deprecation notice: chosen on purpose, see above
-        torch.onnx.export(model, (sample,), str(tmp_path), input_names=[spec.input_name],
-                          output_names=[spec.output_name], opset_version=options.opset,
-                          dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
-    graph = onnx.load(str(tmp_path))
-    onnx.checker.check_model(graph, full_check=True)
-    slimmed = onnxslim.slim(graph)
-    if slimmed is None:
-        raise ExportError("onnxslim returned no graph", format="onnx", hint="report it; the unslimmed graph was valid")
-    onnx.checker.check_model(slimmed, full_check=True)
-    onnx.save(slimmed, str(tmp_path))
-
-
-def session(path: str | Path, threads: int = 0):
+def session(path: str | Path, threads: int = 0) -> onnxruntime.InferenceSession:
     """An onnxruntime CPU session (``threads=0``: onnxruntime's default)."""
     ort = require("onnxruntime", "onnx")
     session_options = ort.SessionOptions()
@@ -56,39 +41,76 @@ def session(path: str | Path, threads: int = 0):
     return ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
 
 
-def run(path: Path, inputs: list[np.ndarray], spec, options: ExportOptions) -> list[np.ndarray]:
-    """Outputs on normalized NCHW inputs; with a dynamic batch, all inputs go through as one batch."""
-    sess = session(path)
-    if options.dynamic_batch and len(inputs) > 1:
-        batch = np.concatenate(inputs, axis=0).astype(np.float32)
-        (logits,) = sess.run([spec.output_name], {spec.input_name: batch})
-        return list(np.split(logits, np.cumsum([x.shape[0] for x in inputs])[:-1], axis=0))
-    return [sess.run([spec.output_name], {spec.input_name: x.astype(np.float32)})[0] for x in inputs]
+class OnnxFormat:
+    """ONNX for the shared wrapper (a ``FormatHandler``)."""
+
+    name = "onnx"
+
+    def convert(self, model: nn.Module, spec: ModelSpec, tmp_path: Path, options: OnnxOptions) -> None:
+        """Trace ``model`` at the spec's input shape, check the graph, slim it, save at ``tmp_path``."""
+        onnx = require("onnx", "onnx")
+        onnxslim = require("onnxslim", "onnx")
+        sample = spec.sample_inputs(count=1, seed=0)[0]
+        dynamic_axes = None
+        if options.dynamic_batch:
+            dynamic_axes = {spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the "legacy exporter" deprecation notice: chosen on purpose, see above
+            torch.onnx.export(model, (sample,), str(tmp_path), input_names=[spec.input_name],
+                              output_names=[spec.output_name], opset_version=options.opset,
+                              dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
+        graph = onnx.load(str(tmp_path))
+        onnx.checker.check_model(graph, full_check=True)
+        slimmed = onnxslim.slim(graph)
+        if slimmed is None:
+            raise ExportError("onnxslim returned no graph", format="onnx",
+                              hint="report it; the unslimmed graph was valid")
+        onnx.checker.check_model(slimmed, full_check=True)
+        onnx.save(slimmed, str(tmp_path))
+
+    def run(self, path: Path, inputs: list[np.ndarray], spec: ModelSpec, options: OnnxOptions) -> list[np.ndarray]:
+        """Outputs on normalized NCHW inputs; with a dynamic batch, all inputs go through as one batch."""
+        sess = session(path)
+        if options.dynamic_batch and len(inputs) > 1:
+            batch = np.concatenate(inputs, axis=0).astype(np.float32)
+            (logits,) = sess.run([spec.output_name], {spec.input_name: batch})
+            return list(np.split(logits, np.cumsum([x.shape[0] for x in inputs])[:-1], axis=0))
+        return [sess.run([spec.output_name], {spec.input_name: x.astype(np.float32)})[0] for x in inputs]
+
+    def tool_versions(self) -> dict[str, str]:
+        versions = {"torch": torch.__version__, "exporter": "torch.onnx (TorchScript, dynamo=False)"}
+        for name in ("onnx", "onnxslim", "onnxruntime"):
+            try:
+                versions[name] = version(name)
+            except PackageNotFoundError:
+                versions[name] = "not installed"
+        return versions
+
+    def io_details(self, path: Path) -> dict:
+        return {}  # float32 in, float32 out: the manifest's input fields say it all
+
+    def input_layout(self, options: OnnxOptions) -> str:
+        return "NCHW"
+
+    def temp_paths(self, tmp_path: Path) -> list[Path]:
+        return []
+
+    def prepare_command_line(self) -> None:
+        pass  # the exporter's one notice is silenced where it is raised (convert)
 
 
-def tool_versions() -> dict[str, str]:
-    versions = {"torch": torch.__version__, "exporter": "torch.onnx (TorchScript, dynamo=False)"}
-    for name in ("onnx", "onnxslim", "onnxruntime"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            versions[name] = "not installed"
-    return versions
+HANDLER = OnnxFormat()
 
 
-HANDLER = FormatHandler(name="onnx", suffix=".onnx", convert=convert, run=run, tool_versions=tool_versions)
+def export(model: nn.Module, spec: ModelSpec, out_dir: str | Path = "artifacts", **options) -> Artifact:
+    """Export ``model`` (training or deploy form) to ``out_dir/<model>/<model>.onnx``.
+
+    ``options``: fields of ``OnnxOptions`` (precision, input_size, dynamic_batch, opset, ...).
+    """
+    return export_model(HANDLER, model, spec, Path(out_dir), options_for("onnx", **options))
 
 
-def export(model: nn.Module, spec, out_dir: str | Path = "artifacts", **options):
-    """Export ``model`` (training or deploy form) to ``out_dir/<model>/<model>.onnx``."""
-    return export_model(HANDLER, model, spec, Path(out_dir), ExportOptions(**options))
-
-
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":  # `python -m export.onnx`
     from export.cli import run_format_cli
 
-    return run_format_cli("onnx", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_format_cli(HANDLER))

@@ -20,14 +20,28 @@
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from export.common import ExportError, ExportOptions, FormatHandler, export_model, require
+from export.artifact import Artifact
+from export.capabilities import options_for, require
+from export.common import export_model
+from export.errors import ExportError, InputPathError
+from export.options import TFLiteOptions
+from models import ModelSpec
+
+if TYPE_CHECKING:  # an optional backend: imported when an interpreter is made
+    from ai_edge_litert.interpreter import Interpreter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SIGNATURE = "serving_default"  # litert-torch's signature name
@@ -53,21 +67,17 @@ def _to_layout(image: np.ndarray, nhwc: bool) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(0, 2, 3, 1)) if nhwc else image
 
 
-def calibration_images(spec, options: ExportOptions) -> list[np.ndarray]:
+def calibration_images(spec: ModelSpec, options: TFLiteOptions) -> list[np.ndarray]:
     """Normalized NCHW float32 images (batch 1) to calibrate int8_full on: the user's folder, or synthetic."""
     count = options.calibration_count
-    if count <= 0:
-        raise ValueError(f"--calibration-count must be positive, got {count}")
     if options.calibration_dir is None:
         return [x.numpy() for x in spec.sample_inputs(count=count, seed=CALIBRATION_SEED)]
     folder = Path(options.calibration_dir)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--calibration-dir {folder} is not a directory")
+        raise InputPathError(f"--calibration-dir {folder} is not a directory")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under --calibration-dir {folder}")
-    from PIL import Image
-
+        raise InputPathError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under --calibration-dir {folder}")
     _, height, width = spec.input_size
     mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
     std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
@@ -79,7 +89,7 @@ def calibration_images(spec, options: ExportOptions) -> list[np.ndarray]:
     return images
 
 
-def _quantize(float_path: Path, out_path: Path, spec, options: ExportOptions) -> None:
+def _quantize(float_path: Path, out_path: Path, spec: ModelSpec, options: TFLiteOptions) -> None:
     """Apply the ai-edge-quantizer recipe for ``options.precision`` to the fp32 flatbuffer."""
     require("ai_edge_quantizer", "tflite")
     from ai_edge_quantizer import qtyping, quantizer, recipe
@@ -103,36 +113,20 @@ def _quantize(float_path: Path, out_path: Path, spec, options: ExportOptions) ->
     out_path.write_bytes(bytes(result.quantized_model))
 
 
-def convert(model: nn.Module, spec, tmp_path: Path, options: ExportOptions) -> None:
-    """Convert with litert-torch to fp32, then quantize if asked; the flatbuffer lands at ``tmp_path``."""
-    litert_torch = require("litert_torch", "tflite")
-    if spec.input_name != "image":
-        raise ExportError(f"TFLite export names the input 'image'; {spec.name} declares {spec.input_name!r}",
-                          format="tflite", hint="rename the input in the model's spec")
-    wrapper = TFLiteIO(model, spec.output_name, options.nhwc).eval()
-    sample = torch.from_numpy(_to_layout(spec.sample_inputs(count=1, seed=0)[0].numpy(), options.nhwc))
-    edge_model = litert_torch.convert(wrapper, sample_kwargs={"image": sample})
-    if options.precision == "fp32":
-        edge_model.export(str(tmp_path))
-        return
-    float_path = tmp_path.with_name(tmp_path.name + ".fp32.tflite")
-    try:
-        edge_model.export(str(float_path))
-        _quantize(float_path, tmp_path, spec, options)
-    finally:
-        float_path.unlink(missing_ok=True)
+def _float_path(tmp_path: Path) -> Path:
+    """Where the fp32 flatbuffer waits while it is quantized."""
+    return tmp_path.with_name(tmp_path.name + ".fp32.tflite")
 
 
-def interpreter(path: str | Path, threads: int | None = None):
+def interpreter(path: str | Path, threads: int | None = None) -> Interpreter:
     """An ai-edge-litert interpreter (tflite_runtime's if that is what is installed), tensors allocated."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        interpreter_class = require("ai_edge_litert.interpreter", "tflite").Interpreter
     except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError as error:
-            raise ImportError("TFLite parity needs ai-edge-litert: pip install ai-edge-litert") from error
-    runner = Interpreter(model_path=str(path), num_threads=threads)
+        if importlib.util.find_spec("tflite_runtime") is None:
+            raise
+        interpreter_class = importlib.import_module("tflite_runtime.interpreter").Interpreter
+    runner = interpreter_class(model_path=str(path), num_threads=threads)
     runner.allocate_tensors()
     return runner
 
@@ -153,56 +147,82 @@ def _dequantize_output(value: np.ndarray, detail: dict) -> np.ndarray:
     return ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def run(path: Path, inputs: list[np.ndarray], spec, options: ExportOptions) -> list[np.ndarray]:
-    """Outputs on normalized NCHW float inputs: laid out, quantized if the file takes int8, dequantized back."""
-    runner = interpreter(path).get_signature_runner(SIGNATURE)
-    input_detail = runner.get_input_details()[spec.input_name]
-    output_detail = runner.get_output_details()[spec.output_name]
-    outputs = []
-    for x in inputs:
-        feed = _quantize_input(_to_layout(x, options.nhwc), input_detail)
-        outputs.append(_dequantize_output(runner(**{spec.input_name: feed})[spec.output_name], output_detail))
-    return outputs
+class TFLiteFormat:
+    """TFLite for the shared wrapper (a ``FormatHandler``)."""
+
+    name = "tflite"
+
+    def convert(self, model: nn.Module, spec: ModelSpec, tmp_path: Path, options: TFLiteOptions) -> None:
+        """Convert with litert-torch to fp32, then quantize if asked; the flatbuffer lands at ``tmp_path``."""
+        litert_torch = require("litert_torch", "tflite")
+        if spec.input_name != "image":
+            raise ExportError(f"TFLite export names the input 'image'; {spec.name} declares {spec.input_name!r}",
+                              format="tflite", hint="rename the input in the model's spec")
+        wrapper = TFLiteIO(model, spec.output_name, options.nhwc).eval()
+        sample = torch.from_numpy(_to_layout(spec.sample_inputs(count=1, seed=0)[0].numpy(), options.nhwc))
+        edge_model = litert_torch.convert(wrapper, sample_kwargs={"image": sample})
+        if options.precision == "fp32":
+            edge_model.export(str(tmp_path))
+            return
+        float_path = _float_path(tmp_path)
+        edge_model.export(str(float_path))
+        _quantize(float_path, tmp_path, spec, options)
+
+    def run(self, path: Path, inputs: list[np.ndarray], spec: ModelSpec, options: TFLiteOptions) -> list[np.ndarray]:
+        """Outputs on normalized NCHW float inputs: laid out, quantized if the file takes int8, dequantized back."""
+        runner = interpreter(path).get_signature_runner(SIGNATURE)
+        input_detail = runner.get_input_details()[spec.input_name]
+        output_detail = runner.get_output_details()[spec.output_name]
+        outputs = []
+        for x in inputs:
+            feed = _quantize_input(_to_layout(x, options.nhwc), input_detail)
+            outputs.append(_dequantize_output(runner(**{spec.input_name: feed})[spec.output_name], output_detail))
+        return outputs
+
+    def tool_versions(self) -> dict[str, str]:
+        versions = {"torch": torch.__version__}
+        for package in ("litert-torch", "ai-edge-quantizer", "ai-edge-litert"):
+            try:
+                versions[package] = version(package)
+            except PackageNotFoundError:
+                versions[package] = "not installed"
+        return versions
+
+    def io_details(self, path: Path) -> dict:
+        """Input/output dtypes and (for int8 I/O) scale and zero point, for whoever feeds the file."""
+        runner = interpreter(path).get_signature_runner(SIGNATURE)
+        details = {}
+        for role, table in (("input", runner.get_input_details()), ("output", runner.get_output_details())):
+            for name, detail in table.items():
+                scale, zero_point = detail["quantization"]
+                details[f"{role}:{name}"] = {"dtype": np.dtype(detail["dtype"]).name,
+                                             "shape": detail["shape"].tolist(),
+                                             "scale": float(scale), "zero_point": int(zero_point)}
+        return details
+
+    def input_layout(self, options: TFLiteOptions) -> str:
+        return "NHWC" if options.nhwc else "NCHW"
+
+    def temp_paths(self, tmp_path: Path) -> list[Path]:
+        return [_float_path(tmp_path)]
+
+    def prepare_command_line(self) -> None:
+        # our progress shows; litert-torch's per-stage log (it reads this per call) does not
+        os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
 
-def io_details(path: Path) -> dict:
-    """Input/output dtypes and (for int8 I/O) scale and zero point, for whoever feeds the file."""
-    runner = interpreter(path).get_signature_runner(SIGNATURE)
-    details = {}
-    for role, table in (("input", runner.get_input_details()), ("output", runner.get_output_details())):
-        for name, detail in table.items():
-            scale, zero_point = detail["quantization"]
-            details[f"{role}:{name}"] = {"dtype": np.dtype(detail["dtype"]).name, "shape": detail["shape"].tolist(),
-                                         "scale": float(scale), "zero_point": int(zero_point)}
-    return details
+HANDLER = TFLiteFormat()
 
 
-def tool_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+def export(model: nn.Module, spec: ModelSpec, out_dir: str | Path = "artifacts", **options) -> Artifact:
+    """Export ``model`` to ``out_dir/<model>/<model>[_<precision>].tflite``.
 
-    versions = {"torch": torch.__version__}
-    for package in ("litert-torch", "ai-edge-quantizer", "ai-edge-litert"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    ``options``: fields of ``TFLiteOptions`` (precision, input_size, nhwc, calibration_dir, ...).
+    """
+    return export_model(HANDLER, model, spec, Path(out_dir), options_for("tflite", **options))
 
 
-HANDLER = FormatHandler(name="tflite", suffix=".tflite", convert=convert, run=run, tool_versions=tool_versions,
-                        io_details=io_details)
-
-
-def export(model: nn.Module, spec, out_dir: str | Path = "artifacts", **options):
-    """Export ``model`` to ``out_dir/<model>/<model>[_<precision>].tflite``."""
-    return export_model(HANDLER, model, spec, Path(out_dir), ExportOptions(**options))
-
-
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":  # `python -m export.tflite`
     from export.cli import run_format_cli
 
-    return run_format_cli("tflite", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_format_cli(HANDLER))

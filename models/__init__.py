@@ -6,8 +6,8 @@
 >>> model = models.create_model("repvit_m1")
 >>> spec = models.model_spec("repvit_m1")     # input shape, mean/std, the paper's figures
 
-Importing this package does not import any model family; a name's family file is imported the
-first time that name is looked up.
+Importing this package does not import any model family; the first name looked up imports the
+family files listed in ``models/registry.py`` (once) and indexes the names their ``VARIANTS`` declare.
 """
 from models.registry import UnknownModelError, create_model, list_families, list_models, model_spec
 from models.spec import ModelSpec

@@ -21,7 +21,7 @@ def _measure(name: str) -> tuple[int, int]:
     return count_params(model), count_macs(model, spec.input_shape())
 
 
-def _fmt(value, pattern: str) -> str:
+def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
@@ -80,9 +80,7 @@ def checkpoint_sources(name: str) -> list[str]:
 
 
 def cmd_convert(args: argparse.Namespace, console: Console) -> int:
-    from models.weights import convert_weights
-
-    loaded = convert_weights(args.name, args.source, args.out)
+    loaded = registry.convert_weights(args.name, args.source, args.out)
     size_mb = Path(args.out).stat().st_size / 1e6
     name = registry.resolve_name(args.name, note=False)
     console.print(f"wrote {escape(str(args.out))} ({size_mb:.1f} MB): {name} in our layout, from the "

@@ -12,24 +12,16 @@ Reparameterization folds ``gamma`` into the MLP's last linear layer (``fc2``), w
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout, rename_keys
+from models.layers import LayerNorm2d
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
+from reparam.fuse import fold_scale_into_linear
 
 PAPER = "A ConvNet for the 2020s (CVPR 2022)"
 REFERENCE = "https://github.com/facebookresearch/ConvNeXt"
 REFERENCE_TIMM = "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/convnext.py"
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW tensor (permute, normalize, permute back)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -76,8 +68,6 @@ class ConvNeXtBlock(nn.Module):
             return self
         fused = ConvNeXtBlock(self.dim, self.conv_mlp, ls_init_value=None, mlp_ratio=self._mlp_ratio())
         fused.to(device=self.fc2.weight.device, dtype=self.fc2.weight.dtype)
-        from reparam.fuse import fold_scale_into_linear  # reparam depends on models, not the other way round
-
         state = {k: v for k, v in self.state_dict().items() if k != "gamma"}
         with torch.no_grad():
             state["fc2.weight"], state["fc2.bias"] = fold_scale_into_linear(self.fc2.weight, self.fc2.bias, self.gamma)
@@ -127,35 +117,35 @@ class ConvNeXt(nn.Module):
         return self.head(self.norm(x))
 
 
-VARIANTS: dict[str, dict] = {
-    "convnext_atto": dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), conv_mlp=True),
-    "convnext_femto": dict(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384), conv_mlp=True),
-    "convnext_pico": dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512), conv_mlp=True),
-    "convnext_nano": dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640), conv_mlp=True),
-    "convnext_tiny": dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), conv_mlp=False),
-}
-
 _TIMM_ONLY = ("a timm variant, not in the paper: params, MACs and top-1 are timm's published figures "
               "(d2 / d1 ImageNet-1k recipe, evaluated at 224)")
-SPECS: dict[str, ModelSpec] = {
-    "convnext_atto": ModelSpec(name="convnext_atto", family="convnext", variant="atto", paper=PAPER,
-                               reference_impl=REFERENCE_TIMM, params_m=3.696, gmacs=0.55, top1=75.7, notes=_TIMM_ONLY),
-    "convnext_femto": ModelSpec(name="convnext_femto", family="convnext", variant="femto", paper=PAPER,
-                                reference_impl=REFERENCE_TIMM, params_m=5.218, gmacs=0.79, top1=77.5, notes=_TIMM_ONLY),
-    "convnext_pico": ModelSpec(name="convnext_pico", family="convnext", variant="pico", paper=PAPER,
-                               reference_impl=REFERENCE_TIMM, params_m=9.046, gmacs=1.37, top1=79.5, notes=_TIMM_ONLY),
-    "convnext_nano": ModelSpec(name="convnext_nano", family="convnext", variant="nano", paper=PAPER,
-                               reference_impl=REFERENCE_TIMM, params_m=15.594, gmacs=2.46, top1=80.8, notes=_TIMM_ONLY),
-    "convnext_tiny": ModelSpec(name="convnext_tiny", family="convnext", variant="T", paper=PAPER,
-                               reference_impl=REFERENCE, params_m=28.589, gmacs=4.5, top1=82.1,
-                               notes="paper Table 1 (ImageNet-1k, 224): 28M params, 4.5G FLOPs (multiply-adds); "
-                                     "the paper gives A100 throughput, not a mobile latency"),
+
+
+def _timm_variant(kwargs: dict, label: str, params_m: float, gmacs: float, top1: float) -> Variant:
+    return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE_TIMM, params_m=params_m,
+                                gmacs=gmacs, top1=top1, notes=_TIMM_ONLY))
+
+
+VARIANTS: dict[str, Variant] = {
+    "convnext_atto": _timm_variant(dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), conv_mlp=True),
+                                   "atto", 3.696, 0.55, 75.7),
+    "convnext_femto": _timm_variant(dict(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384), conv_mlp=True),
+                                    "femto", 5.218, 0.79, 77.5),
+    "convnext_pico": _timm_variant(dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512), conv_mlp=True),
+                                   "pico", 9.046, 1.37, 79.5),
+    "convnext_nano": _timm_variant(dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640), conv_mlp=True),
+                                   "nano", 15.594, 2.46, 80.8),
+    "convnext_tiny": Variant(
+        dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), conv_mlp=False),
+        dict(variant="T", paper=PAPER, reference_impl=REFERENCE, params_m=28.589, gmacs=4.5, top1=82.1,
+             notes="paper Table 1 (ImageNet-1k, 224): 28M params, 4.5G FLOPs (multiply-adds); "
+                   "the paper gives A100 throughput, not a mobile latency")),
 }
 
 
 def build(name: str, num_classes: int = 1000) -> ConvNeXt:
     """Build a registered ConvNeXt variant in training form (with layer scale)."""
-    return ConvNeXt(num_classes=num_classes, **VARIANTS[name])
+    return ConvNeXt(num_classes=num_classes, **VARIANTS[name].kwargs)
 
 
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
@@ -192,7 +182,6 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
     ])
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("head.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "head.weight")

@@ -30,38 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import ConvBN, conv2d_from, linear_from
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout, rename_keys
+from models.layers import ConvBN, LayerNorm2d, drop_path
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
+from reparam.fuse import (fold_bn_into_following_conv, fold_bn_into_following_linear, fold_scale_into_linear,
+                          fuse_conv_bn)
+from reparam.layers import conv2d_from, linear_from
 
 PAPER = ("EdgeNeXt: Efficiently Amalgamated CNN-Transformer Architecture for Mobile Vision "
          "Applications (ECCV Workshops 2022)")
 REFERENCE = "https://github.com/mmaaz60/EdgeNeXt"
 LATENCY_DEVICE = "NVIDIA Jetson Nano, batch 1 (1000 / FPS quoted in the official models/model.py)"
-
-
-def _drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Per-sample stochastic depth on a residual branch (identity at eval time)."""
-    if not training or rate == 0.0:
-        return x
-    keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device).ge_(rate).div(1 - rate)
-    return x * keep
-
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of an NCHW tensor, written as the official ``channels_first`` form."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
 class PositionalEncodingFourier(nn.Module):
@@ -129,15 +108,11 @@ class XCA(nn.Module):
 
 def _scaled_linear(linear: nn.Linear, scale: torch.Tensor) -> nn.Linear:
     """A copy of ``linear`` whose output is multiplied by a per-output-channel ``scale``."""
-    from reparam.fuse import fold_scale_into_linear
-
     return linear_from(*fold_scale_into_linear(linear.weight, linear.bias, scale))
 
 
 def _bn_then_linear(bn: nn.BatchNorm2d, linear: nn.Linear) -> nn.Linear:
     """One Linear equal to ``linear`` applied (channel-last) to the output of ``bn``."""
-    from reparam.fuse import fold_bn_into_following_linear
-
     return linear_from(*fold_bn_into_following_linear(bn, linear.weight, linear.bias))
 
 
@@ -175,14 +150,12 @@ class ConvEncoder(nn.Module):
         x = self.pwconv2(self.act(self.pwconv1(x)))
         if self.gamma is not None:
             x = self.gamma * x
-        return shortcut + _drop_path(x.permute(0, 3, 1, 2), self.drop_path, self.training)
+        return shortcut + drop_path(x.permute(0, 3, 1, 2), self.drop_path, self.training)
 
     def reparameterize(self) -> nn.Module:
         """Fold layer scale into ``pwconv2`` and, for BN-HS, the BatchNorm into the depthwise conv."""
         if self.deploy or (self.gamma is None and not self.bn_hs):
             return self
-        from reparam.fuse import fuse_conv_bn
-
         dim = self.dwconv.in_channels
         fused = ConvEncoder(dim, self.dwconv.kernel_size[0], self.pwconv1.out_features // dim,
                             bn_hs=self.bn_hs, deploy=self.bn_hs, drop_path=self.drop_path)
@@ -253,7 +226,7 @@ class SDTAEncoder(nn.Module):
         attn = self.xca(x if self.bn_hs else self.norm_xca(x))
         if self.gamma_xca is not None:
             attn = self.gamma_xca * attn
-        x = x + _drop_path(attn, self.drop_path, self.training)
+        x = x + drop_path(attn, self.drop_path, self.training)
         if self.bn_hs:
             x = self.norm(x.reshape(batch, height, width, channels).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         else:
@@ -261,7 +234,7 @@ class SDTAEncoder(nn.Module):
         x = self.pwconv2(self.act(self.pwconv1(x)))
         if self.gamma is not None:
             x = self.gamma * x
-        return shortcut + _drop_path(x.permute(0, 3, 1, 2), self.drop_path, self.training)
+        return shortcut + drop_path(x.permute(0, 3, 1, 2), self.drop_path, self.training)
 
     def reparameterize(self) -> nn.Module:
         """Fold both layer scales into ``xca.proj`` and ``pwconv2``; for BN-HS the MLP's BatchNorm into ``pwconv1``."""
@@ -291,8 +264,6 @@ class BNConv(nn.Sequential):
 
     def reparameterize(self) -> nn.Module:
         """One Conv2d with bias: exact because the conv has no padding."""
-        from reparam.fuse import fold_bn_into_following_conv
-
         bn, conv = self[0], self[1]
         return conv2d_from(conv, *fold_bn_into_following_conv(bn, conv.weight, conv.bias)).eval()
 
@@ -334,13 +305,14 @@ class EdgeNeXt(nn.Module):
         if bn_hs:
             stem = ConvBN(3, dims[0], 4, 4)
         else:
-            stem = nn.Sequential(nn.Conv2d(3, dims[0], 4, 4), LayerNorm2d(dims[0]))
+            stem = nn.Sequential(nn.Conv2d(3, dims[0], 4, 4), LayerNorm2d(dims[0], decomposed=True))
         self.downsample_layers = nn.ModuleList([stem])
         for i in range(3):
             if bn_hs:
                 self.downsample_layers.append(BNConv(dims[i], dims[i + 1], 2, 2))
             else:
-                self.downsample_layers.append(nn.Sequential(LayerNorm2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], 2, 2)))
+                self.downsample_layers.append(nn.Sequential(LayerNorm2d(dims[i], decomposed=True),
+                                                            nn.Conv2d(dims[i], dims[i + 1], 2, 2)))
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.stages = nn.ModuleList()
         block_index = 0
@@ -383,49 +355,42 @@ _COMMON = dict(global_blocks=(0, 1, 1, 1), kernel_sizes=(3, 5, 7, 9), d2_scales=
 _XX_SMALL = dict(depths=(2, 2, 6, 2), dims=(24, 48, 88, 168), heads=(4, 4, 4, 4), **_COMMON)
 _X_SMALL = dict(depths=(3, 3, 9, 3), dims=(32, 64, 100, 192), heads=(4, 4, 4, 4), **_COMMON)
 _SMALL = dict(depths=(3, 3, 9, 3), dims=(48, 96, 160, 304), heads=(8, 8, 8, 8), **_COMMON)
-VARIANTS: dict[str, dict] = {
-    "edgenext_xx_small": _XX_SMALL,
-    "edgenext_x_small": _X_SMALL,
-    "edgenext_small": _SMALL,
-    "edgenext_base": dict(depths=(3, 3, 9, 3), dims=(80, 160, 288, 584), heads=(8, 8, 8, 8), **_COMMON),
-    "edgenext_xx_small_bn_hs": dict(_XX_SMALL, bn_hs=True),
-    "edgenext_x_small_bn_hs": dict(_X_SMALL, bn_hs=True),
-    "edgenext_small_bn_hs": dict(_SMALL, bn_hs=True),
-}
-
-
-def _spec(name: str, variant: str, params_m: float, gmacs: float | None, top1: float,
-          latency_ms: float | None, notes: str) -> ModelSpec:
-    return ModelSpec(name=name, family="edgenext", variant=variant, paper=PAPER, reference_impl=REFERENCE,
-                     input_size=(3, 256, 256), params_m=params_m, gmacs=gmacs, top1=top1,
-                     published_latency_ms=latency_ms,
-                     published_latency_device=LATENCY_DEVICE if latency_ms is not None else None, notes=notes)
-
-
 _MACS_NOTE = ("official MAC count {} M at 256x256 (fvcore, which also counts normalization layers); "
               "torch.utils.flop_counter, counting convs, linears and the XCA matmuls only, gives about 1% less")
+_OFFICIAL_TOP1 = "top-1 as quoted in the official models/model.py (no distillation); "
 _BN_HS = "BatchNorm + Hardswish instead of LayerNorm + GELU (official models/model.py); "
-SPECS: dict[str, ModelSpec] = {
-    "edgenext_xx_small": _spec("edgenext_xx_small", "XX-S", 1.327, 0.261, 71.2, round(1000 / 51.66, 2),
-                               "top-1 as quoted in the official models/model.py (no distillation); " + _MACS_NOTE.format(260.58)),
-    "edgenext_x_small": _spec("edgenext_x_small", "X-S", 2.337, 0.538, 75.0, round(1000 / 31.61, 2),
-                              "top-1 as quoted in the official models/model.py (no distillation); " + _MACS_NOTE.format(538.0)),
-    "edgenext_small": _spec("edgenext_small", "S", 5.587, 1.261, 79.4, round(1000 / 20.47, 2),
-                            "top-1 as quoted in the official models/model.py (no distillation); " + _MACS_NOTE.format(1260.59)),
-    "edgenext_base": _spec("edgenext_base", "B", 18.511, 3.841, 82.5, None,
-                           "released after the paper; 83.7 with USI distillation; " + _MACS_NOTE.format(3840.93)),
-    "edgenext_xx_small_bn_hs": _spec("edgenext_xx_small_bn_hs", "XX-S BN-HS", 1.33, 0.260, 70.3, None,
-                                     _BN_HS + _MACS_NOTE.format(259.53)),
-    "edgenext_x_small_bn_hs": _spec("edgenext_x_small_bn_hs", "X-S BN-HS", 2.34, 0.536, 74.9, None,
-                                    _BN_HS + _MACS_NOTE.format(535.84)),
-    "edgenext_small_bn_hs": _spec("edgenext_small_bn_hs", "S BN-HS", 5.58, 1.257, 78.4, None,
-                                  _BN_HS + _MACS_NOTE.format(1257.28)),
+
+
+def _variant(kwargs: dict, label: str, params_m: float, gmacs: float | None, top1: float,
+             latency_ms: float | None, notes: str) -> Variant:
+    return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, input_size=(3, 256, 256),
+                                params_m=params_m, gmacs=gmacs, top1=top1, published_latency_ms=latency_ms,
+                                published_latency_device=LATENCY_DEVICE if latency_ms is not None else None,
+                                notes=notes))
+
+
+VARIANTS: dict[str, Variant] = {
+    "edgenext_xx_small": _variant(_XX_SMALL, "XX-S", 1.327, 0.261, 71.2, round(1000 / 51.66, 2),
+                                  _OFFICIAL_TOP1 + _MACS_NOTE.format(260.58)),
+    "edgenext_x_small": _variant(_X_SMALL, "X-S", 2.337, 0.538, 75.0, round(1000 / 31.61, 2),
+                                 _OFFICIAL_TOP1 + _MACS_NOTE.format(538.0)),
+    "edgenext_small": _variant(_SMALL, "S", 5.587, 1.261, 79.4, round(1000 / 20.47, 2),
+                               _OFFICIAL_TOP1 + _MACS_NOTE.format(1260.59)),
+    "edgenext_base": _variant(dict(depths=(3, 3, 9, 3), dims=(80, 160, 288, 584), heads=(8, 8, 8, 8), **_COMMON),
+                              "B", 18.511, 3.841, 82.5, None,
+                              "released after the paper; 83.7 with USI distillation; " + _MACS_NOTE.format(3840.93)),
+    "edgenext_xx_small_bn_hs": _variant(dict(_XX_SMALL, bn_hs=True), "XX-S BN-HS", 1.33, 0.260, 70.3, None,
+                                        _BN_HS + _MACS_NOTE.format(259.53)),
+    "edgenext_x_small_bn_hs": _variant(dict(_X_SMALL, bn_hs=True), "X-S BN-HS", 2.34, 0.536, 74.9, None,
+                                       _BN_HS + _MACS_NOTE.format(535.84)),
+    "edgenext_small_bn_hs": _variant(dict(_SMALL, bn_hs=True), "S BN-HS", 5.58, 1.257, 78.4, None,
+                                     _BN_HS + _MACS_NOTE.format(1257.28)),
 }
 
 
 def build(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0) -> EdgeNeXt:
     """Build a registered EdgeNeXt variant in training form."""
-    return EdgeNeXt(**VARIANTS[name], num_classes=num_classes, drop_path_rate=drop_path_rate)
+    return EdgeNeXt(**VARIANTS[name].kwargs, num_classes=num_classes, drop_path_rate=drop_path_rate)
 
 
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
@@ -465,7 +430,6 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
     ])
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("classifier.head.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "classifier.head.weight")

@@ -30,25 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import conv2d_from
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout, rename_keys
+from models.layers import Mlp, drop_path
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
+from reparam.fuse import fold_bn_into_following_conv, fold_bn_into_following_linear
+from reparam.layers import conv2d_from
 
 PAPER = "EdgeViTs: Competing Light-weight CNNs on Mobile Devices with Vision Transformers (ECCV 2022)"
 REFERENCE = "https://github.com/saic-fi/edgevit"
 
 
-def _drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    if not training or rate == 0.0:
-        return x
-    keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device).ge_(rate).div(1 - rate)
-    return x * keep
-
-
 def _bn_then_conv1x1(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     """One 1x1 Conv2d equal to ``conv(bn(x))`` (exact: a 1x1 conv has no padding)."""
-    from reparam.fuse import fold_bn_into_following_conv
-
     return conv2d_from(conv, *fold_bn_into_following_conv(bn, conv.weight, conv.bias))
 
 
@@ -60,19 +53,6 @@ class ConvMlp(nn.Module):
         self.fc1 = nn.Conv2d(dim, hidden, 1)
         self.act = nn.GELU()
         self.fc2 = nn.Conv2d(hidden, dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class Mlp(nn.Module):
-    """Token MLP with GELU on (B, N, C)."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -144,8 +124,8 @@ class LocalAgg(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.pos_embed(x)
-        x = x + _drop_path(self.conv2(self.attn(self.conv1(self.norm1(x)))), self.drop_path, self.training)
-        return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+        x = x + drop_path(self.conv2(self.attn(self.conv1(self.norm1(x)))), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
     def reparameterize(self) -> nn.Module:
         """Fold ``norm1`` into ``conv1`` and ``norm2`` into ``mlp.fc1``."""
@@ -174,8 +154,8 @@ class SelfAttn(nn.Module):
         x = x + self.pos_embed(x)
         batch, channels, height, width = x.shape
         x = x.flatten(2).transpose(1, 2)
-        x = x + _drop_path(self.attn(self.norm1(x), height, width), self.drop_path, self.training)
-        x = x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+        x = x + drop_path(self.attn(self.norm1(x), height, width), self.drop_path, self.training)
+        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
         return x.transpose(1, 2).reshape(batch, channels, height, width)
 
 
@@ -219,8 +199,6 @@ class ClassifierHead(nn.Module):
         """The BatchNorm commutes with the average pool, so it folds into the linear."""
         if isinstance(self.norm, nn.Identity) or not isinstance(self.head, nn.Linear):
             return self
-        from reparam.fuse import fold_bn_into_following_linear
-
         weight, bias = fold_bn_into_following_linear(self.norm, self.head.weight, self.head.bias)
         fused = ClassifierHead(self.head.in_features, self.head.out_features, deploy=True)
         fused.to(device=weight.device, dtype=weight.dtype)
@@ -267,35 +245,33 @@ class EdgeViT(nn.Module):
         return self.classifier(self.forward_features(x))
 
 
-# Variants as data (official ``src/edgevit.py``); heads = dim // head_dim per stage.
-VARIANTS: dict[str, dict] = {
-    "edgevit_xxs": dict(depths=(1, 1, 3, 2), dims=(36, 72, 144, 288), head_dim=36),
-    "edgevit_xs": dict(depths=(1, 1, 3, 1), dims=(48, 96, 240, 384), head_dim=48),
-    "edgevit_s": dict(depths=(1, 2, 5, 3), dims=(48, 96, 240, 384), head_dim=48),
-}
-
-
-def _spec(name: str, variant: str, params_m: float, gmacs: float | None, top1: float, notes: str) -> ModelSpec:
-    return ModelSpec(name=name, family="edgevit", variant=variant, paper=PAPER, reference_impl=REFERENCE,
-                     params_m=params_m, gmacs=gmacs, top1=top1, notes=notes)
-
-
 # The paper gives GFLOPs to one decimal; torch.utils.flop_counter agrees within that rounding but
 # not within 2% for XXS and XS, so only S records the paper's figure as ``gmacs``.
 _NOTES = ("paper Table 2: {} GFLOPs (multiply-adds, one decimal); torch.utils.flop_counter counts {} GMACs "
           "(convs, linears and attention matmuls; the transposed conv, evaluated as upsample x kernel, "
           "is not counted); no published latency is recorded here")
-SPECS: dict[str, ModelSpec] = {
-    "edgevit_xxs": _spec("edgevit_xxs", "XXS", 4.07, None, 74.4, _NOTES.format(0.6, 0.551)),
-    "edgevit_xs": _spec("edgevit_xs", "XS", 6.77, None, 77.5, _NOTES.format(1.1, 1.127)),
-    "edgevit_s": _spec("edgevit_s", "S", 13.1, 1.9, 81.0,
-                       _NOTES.format(1.9, 1.910) + "; parameter count of the official code (13.1M)"),
+
+
+def _variant(kwargs: dict, label: str, params_m: float, gmacs: float | None, top1: float, notes: str) -> Variant:
+    return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, params_m=params_m,
+                                gmacs=gmacs, top1=top1, notes=notes))
+
+
+# Variants as data (official ``src/edgevit.py``); heads = dim // head_dim per stage.
+VARIANTS: dict[str, Variant] = {
+    "edgevit_xxs": _variant(dict(depths=(1, 1, 3, 2), dims=(36, 72, 144, 288), head_dim=36),
+                            "XXS", 4.07, None, 74.4, _NOTES.format(0.6, 0.551)),
+    "edgevit_xs": _variant(dict(depths=(1, 1, 3, 1), dims=(48, 96, 240, 384), head_dim=48),
+                           "XS", 6.77, None, 77.5, _NOTES.format(1.1, 1.127)),
+    "edgevit_s": _variant(dict(depths=(1, 2, 5, 3), dims=(48, 96, 240, 384), head_dim=48),
+                          "S", 13.1, 1.9, 81.0,
+                          _NOTES.format(1.9, 1.910) + "; parameter count of the official code (13.1M)"),
 }
 
 
 def build(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0) -> EdgeViT:
     """Build a registered EdgeViT variant in training form."""
-    return EdgeViT(**VARIANTS[name], num_classes=num_classes, drop_path_rate=drop_path_rate)
+    return EdgeViT(**VARIANTS[name].kwargs, num_classes=num_classes, drop_path_rate=drop_path_rate)
 
 
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
@@ -315,7 +291,6 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
     return rename_keys(state_dict, [(r"^norm\.", "classifier.norm."), (r"^head\.", "classifier.head.")])
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("classifier.head.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "classifier.head.weight")

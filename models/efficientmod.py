@@ -30,18 +30,13 @@ import copy
 import torch
 from torch import nn
 
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout
+from models.layers import Mlp, drop_path
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count
+from reparam.fuse import fold_scale_into_linear
 
 PAPER = "Efficient Modulation for Vision Networks (ICLR 2024)"
 REFERENCE = "https://github.com/ma-xu/EfficientMod"
-
-
-def _drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    if not training or rate == 0.0:
-        return x
-    keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device).ge_(rate).div(1 - rate)
-    return x * keep
 
 
 class PatchEmbed(nn.Module):
@@ -110,14 +105,12 @@ class BasicBlock(nn.Module):
         y = self.mlp(self.norm(x))
         if self.gamma_1 is not None:
             y = self.gamma_1 * y
-        return x + _drop_path(y, self.drop_path, self.training)
+        return x + drop_path(y, self.drop_path, self.training)
 
     def reparameterize(self) -> nn.Module:
         """Fold the layer scale into ``mlp.fc2``."""
         if self.gamma_1 is None:
             return self
-        from reparam.fuse import fold_scale_into_linear
-
         fused = copy.deepcopy(self)
         weight, bias = fold_scale_into_linear(self.mlp.fc2.weight, self.mlp.fc2.bias, self.gamma_1)
         with torch.no_grad():
@@ -147,19 +140,6 @@ class Attention(nn.Module):
         return self.proj(x)
 
 
-class AttMlp(nn.Module):
-    """Token MLP with GELU."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class AttentionBlock(nn.Module):
     """Pre-norm transformer block on an NHWC map (flattened to tokens and back)."""
 
@@ -169,13 +149,13 @@ class AttentionBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = AttMlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, height, width, channels = x.shape
         x = x.reshape(batch, height * width, channels)
-        x = x + _drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
-        x = x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
         return x.reshape(batch, height, width, channels)
 
 
@@ -242,44 +222,42 @@ def _alternating(pattern: tuple[int, ...], depths: tuple[int, ...]) -> tuple[tup
     return tuple(tuple(pattern[i % len(pattern)] for i in range(depth)) for depth in depths)
 
 
-# Variants as data (official ``models/EfficientMod.py``): widths, per-block MLP ratios, attention
-# blocks per stage and their MLP ratios.
-VARIANTS: dict[str, dict] = {
-    "efficientmod_xxs": dict(dims=(32, 64, 128, 256), mlp_ratios=_alternating((1, 6), (2, 2, 6, 2)),
-                             attention_depths=(0, 0, 1, 2), att_ratios=(0, 0, 4, 4)),
-    "efficientmod_xs": dict(dims=(32, 64, 144, 288), mlp_ratios=_alternating((1, 4), (3, 3, 4, 2)),
-                            attention_depths=(0, 0, 3, 3), att_ratios=(4, 4, 4, 4)),
-    "efficientmod_s": dict(dims=(32, 64, 144, 312), mlp_ratios=_alternating((1, 6), (4, 4, 8, 4)),
-                           attention_depths=(0, 0, 4, 4), att_ratios=(4, 4, 4, 5)),
-    "efficientmod_s_conv": dict(dims=(40, 80, 160, 344), mlp_ratios=_alternating((1, 6), (4, 4, 12, 8)),
-                                attention_depths=(0, 0, 0, 0), att_ratios=(4, 4, 4, 4)),
-}
-
-
-def _spec(name: str, variant: str, params_m: float, gmacs: float | None, top1: float, notes: str) -> ModelSpec:
-    return ModelSpec(name=name, family="efficientmod", variant=variant, paper=PAPER, reference_impl=REFERENCE,
-                     params_m=params_m, gmacs=gmacs, top1=top1, notes=notes)
-
-
 _DISTILLED = "official README top-1, trained with distillation"
 _MACS = "; torch.utils.flop_counter counts {} GMACs at 224x224"
-SPECS: dict[str, ModelSpec] = {
+
+
+def _variant(kwargs: dict, label: str, params_m: float, gmacs: float | None, top1: float, notes: str) -> Variant:
+    return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, params_m=params_m,
+                                gmacs=gmacs, top1=top1, notes=notes))
+
+
+# Variants as data (official ``models/EfficientMod.py``): widths, per-block MLP ratios, attention
+# blocks per stage and their MLP ratios, and the figures of the official README.
+VARIANTS: dict[str, Variant] = {
     # The README's 4.7M is rounded; the official code builds 4.736M parameters (0.8% more), and the
     # registry check allows 0.5%, so the exact count of the code is recorded.
-    "efficientmod_xxs": _spec("efficientmod_xxs", "xxs", 4.736, None, 77.1,
-                              "README: 4.7M (rounded); " + _DISTILLED + _MACS.format(0.579)),
-    "efficientmod_xs": _spec("efficientmod_xs", "xs", 6.6, None, 79.4, _DISTILLED + _MACS.format(0.773)),
-    "efficientmod_s": _spec("efficientmod_s", "s", 12.9, 1.4, 81.9,
-                            _DISTILLED + " (paper, without: 81.0); paper: 1.4 GFLOPs" + _MACS.format(1.402)),
-    "efficientmod_s_conv": _spec("efficientmod_s_conv", "s-Conv", 12.9, None, 80.5,
-                                 "official README top-1 without distillation; no attention blocks"
-                                 + _MACS.format(1.471)),
+    "efficientmod_xxs": _variant(dict(dims=(32, 64, 128, 256), mlp_ratios=_alternating((1, 6), (2, 2, 6, 2)),
+                                      attention_depths=(0, 0, 1, 2), att_ratios=(0, 0, 4, 4)),
+                                 "xxs", 4.736, None, 77.1,
+                                 "README: 4.7M (rounded); " + _DISTILLED + _MACS.format(0.579)),
+    "efficientmod_xs": _variant(dict(dims=(32, 64, 144, 288), mlp_ratios=_alternating((1, 4), (3, 3, 4, 2)),
+                                     attention_depths=(0, 0, 3, 3), att_ratios=(4, 4, 4, 4)),
+                                "xs", 6.6, None, 79.4, _DISTILLED + _MACS.format(0.773)),
+    "efficientmod_s": _variant(dict(dims=(32, 64, 144, 312), mlp_ratios=_alternating((1, 6), (4, 4, 8, 4)),
+                                    attention_depths=(0, 0, 4, 4), att_ratios=(4, 4, 4, 5)),
+                               "s", 12.9, 1.4, 81.9,
+                               _DISTILLED + " (paper, without: 81.0); paper: 1.4 GFLOPs" + _MACS.format(1.402)),
+    "efficientmod_s_conv": _variant(dict(dims=(40, 80, 160, 344), mlp_ratios=_alternating((1, 6), (4, 4, 12, 8)),
+                                         attention_depths=(0, 0, 0, 0), att_ratios=(4, 4, 4, 4)),
+                                    "s-Conv", 12.9, None, 80.5,
+                                    "official README top-1 without distillation; no attention blocks"
+                                    + _MACS.format(1.471)),
 }
 
 
 def build(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0) -> EfficientMod:
     """Build a registered EfficientMod variant in training form."""
-    return EfficientMod(**VARIANTS[name], num_classes=num_classes, drop_path_rate=drop_path_rate)
+    return EfficientMod(**VARIANTS[name].kwargs, num_classes=num_classes, drop_path_rate=drop_path_rate)
 
 
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
@@ -300,7 +278,6 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
     return dict(state_dict)
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("head.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "head.weight")

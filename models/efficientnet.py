@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import ConvBN, DepthwiseSeparable, InvertedResidual, SqueezeExciteReduced, make_divisible
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout, timm_efficientnet_blocks
+from models.layers import (ConvBN, ConvBNAct, DepthwiseSeparable, InvertedResidual, SqueezeExciteReduced,
+                           make_divisible)
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, timm_efficientnet_blocks
 
 PAPER_B0 = "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks (ICML 2019)"
 PAPER_V2 = "EfficientNetV2: Smaller Models and Faster Training (ICML 2021)"
@@ -80,17 +81,15 @@ def _use_same_padding(model: nn.Module) -> None:
                 setattr(parent, child_name, ConvBNSame(child))
 
 
-class ConvBNActSkip(nn.Module):
+class ConvBNActSkip(ConvBNAct):
     """kxk conv + BN + SiLU, with a residual when the shape is kept (``cn..._skip`` in timm)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, skip: bool):
-        super().__init__()
+        super().__init__(in_channels, out_channels, kernel_size, stride, act_layer=nn.SiLU)
         self.has_skip = skip and stride == 1 and in_channels == out_channels
-        self.conv = ConvBN(in_channels, out_channels, kernel_size, stride, kernel_size // 2)
-        self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(self.conv(x))
+        out = super().forward(x)
         return x + out if self.has_skip else out
 
 
@@ -122,7 +121,7 @@ class EfficientNet(nn.Module):
     def __init__(self, stages: list[list[tuple]], stem_channels: int, head_channels: int = 1280,
                  num_classes: int = 1000, same_padding: bool = False, bn_eps: float = 1e-5):
         super().__init__()
-        self.stem = nn.Sequential(ConvBN(3, stem_channels, 3, 2, 1), nn.SiLU())
+        self.stem = ConvBNAct(3, stem_channels, 3, 2, act_layer=nn.SiLU, numbered=True)
         in_channels = stem_channels
         built_stages = []
         for rows in stages:
@@ -171,60 +170,56 @@ class EfficientNet(nn.Module):
 
 # Variants as data (timm's arch_def strings written out as rows):
 # (block, repeats, kernel, stride, expansion, out_channels, se_ratio)
-VARIANTS: dict[str, dict] = {
-    "efficientnet_b0": dict(stem_channels=32, stages=[
-        [("ds", 1, 3, 1, 1, 16, 0.25)],
-        [("ir", 2, 3, 2, 6, 24, 0.25)],
-        [("ir", 2, 5, 2, 6, 40, 0.25)],
-        [("ir", 3, 3, 2, 6, 80, 0.25)],
-        [("ir", 3, 5, 1, 6, 112, 0.25)],
-        [("ir", 4, 5, 2, 6, 192, 0.25)],
-        [("ir", 1, 3, 1, 6, 320, 0.25)],
-    ]),
-    "efficientnetv2_b0": dict(stem_channels=32, same_padding=True, bn_eps=1e-3, stages=[
-        [("cn", 1, 3, 1, 1, 16, 0)],
-        [("er", 2, 3, 2, 4, 32, 0)],
-        [("er", 2, 3, 2, 4, 48, 0)],
-        [("ir", 3, 3, 2, 4, 96, 0.25)],
-        [("ir", 5, 3, 1, 6, 112, 0.25)],
-        [("ir", 8, 3, 2, 6, 192, 0.25)],
-    ]),
-    "efficientnetv2_s": dict(stem_channels=24, stages=[
-        [("cn", 2, 3, 1, 1, 24, 0)],
-        [("er", 4, 3, 2, 4, 48, 0)],
-        [("er", 4, 3, 2, 4, 64, 0)],
-        [("ir", 6, 3, 2, 4, 128, 0.25)],
-        [("ir", 9, 3, 1, 6, 160, 0.25)],
-        [("ir", 15, 3, 2, 6, 256, 0.25)],
-    ]),
-}
-
-SPECS: dict[str, ModelSpec] = {
-    "efficientnet_b0": ModelSpec(
-        name="efficientnet_b0", family="efficientnet", variant="B0", paper=PAPER_B0, reference_impl=REFERENCE,
-        params_m=5.289, gmacs=0.39, top1=77.1,
-        notes="paper Table 2: 5.3M params, 0.39B FLOPs (multiply-adds); the paper gives no device latency "
-              "for B0 (Table 5 is B1/B7 on a CPU); timm's retrained weights reach 77.7"),
-    "efficientnetv2_b0": ModelSpec(
-        name="efficientnetv2_b0", family="efficientnet", variant="V2-B0", paper=PAPER_V2, reference_impl=REFERENCE,
-        input_size=(3, 192, 192), params_m=7.140, gmacs=None, top1=78.7,
-        notes="V2-B0 is in the official repo (google/automl, efficientnetv2 effnetv2_configs), not in the "
-              "paper's tables; 192 is its training size (evaluated at 224: 78.7 top-1, 0.72B FLOPs there); "
-              "timm's tf_efficientnetv2_b0 has the same 7.14M parameters; count_macs gives 0.528 GMACs at 192, "
-              "which is the published 0.72B scaled by (192/224)^2 = 0.529; TensorFlow 'SAME' padding and BatchNorm "
-              "eps 1e-3, as the official model and tf_efficientnetv2_b0"),
-    "efficientnetv2_s": ModelSpec(
-        name="efficientnetv2_s", family="efficientnet", variant="V2-S", paper=PAPER_V2, reference_impl=REFERENCE,
-        input_size=(3, 300, 300), params_m=21.458, gmacs=None, top1=83.9,
-        notes="paper Table 7: 22M params, 8.8B FLOPs at 384, 83.9 top-1; count_macs gives 5.31 GMACs at 300, "
-              "and the paper publishes no figure at 300 (an intermediate size of its progressive-resizing "
-              "recipe), so gmacs is unset; params match timm's efficientnetv2_s / tf_efficientnetv2_s"),
+VARIANTS: dict[str, Variant] = {
+    "efficientnet_b0": Variant(
+        dict(stem_channels=32, stages=[
+            [("ds", 1, 3, 1, 1, 16, 0.25)],
+            [("ir", 2, 3, 2, 6, 24, 0.25)],
+            [("ir", 2, 5, 2, 6, 40, 0.25)],
+            [("ir", 3, 3, 2, 6, 80, 0.25)],
+            [("ir", 3, 5, 1, 6, 112, 0.25)],
+            [("ir", 4, 5, 2, 6, 192, 0.25)],
+            [("ir", 1, 3, 1, 6, 320, 0.25)],
+        ]),
+        dict(variant="B0", paper=PAPER_B0, reference_impl=REFERENCE, params_m=5.289, gmacs=0.39, top1=77.1,
+             notes="paper Table 2: 5.3M params, 0.39B FLOPs (multiply-adds); the paper gives no device latency "
+                   "for B0 (Table 5 is B1/B7 on a CPU); timm's retrained weights reach 77.7")),
+    "efficientnetv2_b0": Variant(
+        dict(stem_channels=32, same_padding=True, bn_eps=1e-3, stages=[
+            [("cn", 1, 3, 1, 1, 16, 0)],
+            [("er", 2, 3, 2, 4, 32, 0)],
+            [("er", 2, 3, 2, 4, 48, 0)],
+            [("ir", 3, 3, 2, 4, 96, 0.25)],
+            [("ir", 5, 3, 1, 6, 112, 0.25)],
+            [("ir", 8, 3, 2, 6, 192, 0.25)],
+        ]),
+        dict(variant="V2-B0", paper=PAPER_V2, reference_impl=REFERENCE, input_size=(3, 192, 192), params_m=7.140,
+             gmacs=None, top1=78.7,
+             notes="V2-B0 is in the official repo (google/automl, efficientnetv2 effnetv2_configs), not in the "
+                   "paper's tables; 192 is its training size (evaluated at 224: 78.7 top-1, 0.72B FLOPs there); "
+                   "timm's tf_efficientnetv2_b0 has the same 7.14M parameters; count_macs gives 0.528 GMACs at "
+                   "192, which is the published 0.72B scaled by (192/224)^2 = 0.529; TensorFlow 'SAME' padding and "
+                   "BatchNorm eps 1e-3, as the official model and tf_efficientnetv2_b0")),
+    "efficientnetv2_s": Variant(
+        dict(stem_channels=24, stages=[
+            [("cn", 2, 3, 1, 1, 24, 0)],
+            [("er", 4, 3, 2, 4, 48, 0)],
+            [("er", 4, 3, 2, 4, 64, 0)],
+            [("ir", 6, 3, 2, 4, 128, 0.25)],
+            [("ir", 9, 3, 1, 6, 160, 0.25)],
+            [("ir", 15, 3, 2, 6, 256, 0.25)],
+        ]),
+        dict(variant="V2-S", paper=PAPER_V2, reference_impl=REFERENCE, input_size=(3, 300, 300), params_m=21.458,
+             gmacs=None, top1=83.9,
+             notes="paper Table 7: 22M params, 8.8B FLOPs at 384, 83.9 top-1; count_macs gives 5.31 GMACs at 300, "
+                   "and the paper publishes no figure at 300 (an intermediate size of its progressive-resizing "
+                   "recipe), so gmacs is unset; params match timm's efficientnetv2_s / tf_efficientnetv2_s")),
 }
 
 
 def build(name: str, num_classes: int = 1000) -> EfficientNet:
     """Build a registered EfficientNet / EfficientNetV2 variant in training form."""
-    return EfficientNet(num_classes=num_classes, **VARIANTS[name])
+    return EfficientNet(num_classes=num_classes, **VARIANTS[name].kwargs)
 
 
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
@@ -245,7 +240,6 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
     return timm_efficientnet_blocks(state_dict, stem="stem.0")
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("classifier.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "classifier.weight")

@@ -1,12 +1,18 @@
-"""Small building blocks shared by several model families.
+"""Small building blocks shared by several model families (as timm's ``layers/``).
 
-Only blocks used by more than one family live here; a block particular to one family stays in
-that family's file.
+Only blocks used by more than one family live here, each once; a block particular to one family
+stays in that family's file. Where families used to name a block's children differently, the
+block takes an argument that keeps each family's state-dict keys (checkpoints load unchanged).
+Blocks that fold at deploy time call ``reparam`` (which sits under ``models`` and imports no model).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from reparam.fuse import fold_bn_into_following_linear, fuse_conv_bn
+from reparam.layers import conv2d_from, linear_from
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
@@ -21,27 +27,49 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
     return rounded
 
 
-def conv2d_from(template: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
-    """A Conv2d with ``template``'s geometry (stride, padding, dilation, groups) holding ``weight`` and ``bias``."""
-    conv = nn.Conv2d(template.in_channels, template.out_channels, tuple(weight.shape[-2:]), template.stride,
-                     template.padding, template.dilation, template.groups, bias=bias is not None,
-                     padding_mode=template.padding_mode, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        conv.weight.copy_(weight)
-        if bias is not None:
-            conv.bias.copy_(bias)
-    return conv
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Per-sample stochastic depth on a residual branch: zero a sample's branch with probability
+    ``rate`` and scale the kept ones by ``1 / (1 - rate)``; the identity at eval time."""
+    if not training or rate == 0.0:
+        return x
+    keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device).ge_(rate).div(1 - rate)
+    return x * keep
 
 
-def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    """A Linear holding ``weight`` (out, in) and ``bias``."""
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
-                       dtype=weight.dtype)
-    with torch.no_grad():
-        linear.weight.copy_(weight)
-        if bias is not None:
-            linear.bias.copy_(bias)
-    return linear
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW tensor (parameters ``weight`` and ``bias``, one per channel).
+
+    ``decomposed=False`` permutes to NHWC and calls ``F.layer_norm`` (timm's form; exports as one
+    LayerNormalization op). ``decomposed=True`` computes mean and variance over the channel axis
+    with elementwise ops, as EdgeNeXt's official ``channels_first`` LayerNorm does: the same
+    function, but its float rounding and its exported graph are that code's, so EdgeNeXt keeps them.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6, decomposed: bool = False):
+        super().__init__(channels, eps=eps)
+        self.decomposed = decomposed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.decomposed:
+            mean = x.mean(1, keepdim=True)
+            var = (x - mean).pow(2).mean(1, keepdim=True)
+            x = (x - mean) / torch.sqrt(var + self.eps)
+            return self.weight[:, None, None] * x + self.bias[:, None, None]
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class Mlp(nn.Module):
+    """Token MLP on the last axis: Linear -> GELU -> Linear (children ``fc1``, ``act``, ``fc2``)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class ConvBN(nn.Sequential):
@@ -58,8 +86,6 @@ class ConvBN(nn.Sequential):
 
     def reparameterize(self) -> nn.Module:
         """One Conv2d with bias: the BatchNorm folded into the conv (exact for any padding and groups)."""
-        from reparam.fuse import fuse_conv_bn  # reparam depends on models, not the other way round
-
         return conv2d_from(self.c, *fuse_conv_bn(self.c, self.bn))
 
 
@@ -76,9 +102,24 @@ class BNLinear(nn.Sequential):
 
     def reparameterize(self) -> nn.Module:
         """One Linear with bias: the BatchNorm folded into the linear's input side."""
-        from reparam.fuse import fold_bn_into_following_linear
-
         return linear_from(*fold_bn_into_following_linear(self.bn, self.l.weight, self.l.bias))
+
+
+class ConvBNAct(nn.Sequential):
+    """``ConvBN`` ('same' padding for odd kernels) then an activation.
+
+    The children are ``conv`` and ``act`` (timm's names, MobileNet's and EfficientNet's keys);
+    ``numbered=True`` names them ``0`` and ``1``, the keys of the families that wrote this block as
+    a plain ``nn.Sequential`` (MobileViT, EfficientNet's stem), so their checkpoints keep loading.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                 groups: int = 1, *, act_layer: type[nn.Module], numbered: bool = False):
+        super().__init__()
+        conv_name, act_name = ("0", "1") if numbered else ("conv", "act")
+        self.add_module(conv_name, ConvBN(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
+                                          groups=groups))
+        self.add_module(act_name, act_layer())
 
 
 class SqueezeExcite(nn.Module):

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers import ConvBN, DepthwiseSeparable, InvertedResidual, SqueezeExciteReduced, make_divisible
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout, timm_efficientnet_blocks
+from models.layers import (ConvBN, ConvBNAct, DepthwiseSeparable, InvertedResidual, SqueezeExciteReduced,
+                           make_divisible)
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, timm_efficientnet_blocks
 
 PAPER_V2 = "MobileNetV2: Inverted Residuals and Linear Bottlenecks (CVPR 2018)"
 PAPER_V3 = "Searching for MobileNetV3 (ICCV 2019)"
@@ -25,16 +26,6 @@ REFERENCE_V2 = "https://github.com/huggingface/pytorch-image-models/blob/main/ti
 
 # activation names used in the block tables
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish}
-
-
-class ConvBNAct(nn.Sequential):
-    """1x1 or kxk conv + BN + activation (MobileNetV3's last block, ``cn`` in timm's strings)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 act_layer: type[nn.Module]):
-        super().__init__()
-        self.add_module("conv", ConvBN(in_channels, out_channels, kernel_size, stride, kernel_size // 2))
-        self.add_module("act", act_layer())
 
 
 class MobileNet(nn.Module):
@@ -49,7 +40,7 @@ class MobileNet(nn.Module):
     def __init__(self, stages: list[list[tuple]], stem_channels: int, stem_act: str, head_channels: int,
                  head_act: str, head_bn: bool, num_classes: int = 1000):
         super().__init__()
-        self.stem = ConvBNAct(3, stem_channels, 3, 2, ACTIVATIONS[stem_act])
+        self.stem = ConvBNAct(3, stem_channels, 3, 2, act_layer=ACTIVATIONS[stem_act])
         in_channels = stem_channels
         built_stages = []
         for rows in stages:
@@ -75,7 +66,7 @@ class MobileNet(nn.Module):
     def _block(block_type: str, in_channels: int, out_channels: int, kernel: int, stride: int, expansion: float,
                se_ratio: float, act_layer: type[nn.Module]) -> nn.Module:
         if block_type == "cn":
-            return ConvBNAct(in_channels, out_channels, kernel, stride, act_layer)
+            return ConvBNAct(in_channels, out_channels, kernel, stride, act_layer=act_layer)
         mid_channels = in_channels if block_type == "ds" else make_divisible(in_channels * expansion)
         # V3's SE squeezes the expanded width to make_divisible(width / 4), ReLU inside, hard-sigmoid gate
         se = (SqueezeExciteReduced(mid_channels, make_divisible(mid_channels * se_ratio), nn.ReLU, nn.Hardsigmoid)
@@ -98,66 +89,60 @@ class MobileNet(nn.Module):
         return self.classifier(x)
 
 
-# Variants as data (timm's arch_def strings written out as rows):
-# (block, repeats, kernel, stride, expansion, out_channels, se_ratio, activation)
-VARIANTS: dict[str, dict] = {
-    "mobilenetv2_100": dict(
-        stem_channels=32, stem_act="relu6", head_channels=1280, head_act="relu6", head_bn=True,
-        stages=[
-            [("ds", 1, 3, 1, 1, 16, 0, "relu6")],
-            [("ir", 2, 3, 2, 6, 24, 0, "relu6")],
-            [("ir", 3, 3, 2, 6, 32, 0, "relu6")],
-            [("ir", 4, 3, 2, 6, 64, 0, "relu6")],
-            [("ir", 3, 3, 1, 6, 96, 0, "relu6")],
-            [("ir", 3, 3, 2, 6, 160, 0, "relu6")],
-            [("ir", 1, 3, 1, 6, 320, 0, "relu6")],
-        ]),
-    "mobilenetv3_small_100": dict(
-        stem_channels=16, stem_act="hswish", head_channels=1024, head_act="hswish", head_bn=False,
-        stages=[
-            [("ds", 1, 3, 2, 1, 16, 0.25, "relu")],
-            [("ir", 1, 3, 2, 4.5, 24, 0, "relu"), ("ir", 1, 3, 1, 3.67, 24, 0, "relu")],
-            [("ir", 1, 5, 2, 4, 40, 0.25, "hswish"), ("ir", 2, 5, 1, 6, 40, 0.25, "hswish")],
-            [("ir", 2, 5, 1, 3, 48, 0.25, "hswish")],
-            [("ir", 3, 5, 2, 6, 96, 0.25, "hswish")],
-            [("cn", 1, 1, 1, 1, 576, 0, "hswish")],
-        ]),
-    "mobilenetv3_large_100": dict(
-        stem_channels=16, stem_act="hswish", head_channels=1280, head_act="hswish", head_bn=False,
-        stages=[
-            [("ds", 1, 3, 1, 1, 16, 0, "relu")],
-            [("ir", 1, 3, 2, 4, 24, 0, "relu"), ("ir", 1, 3, 1, 3, 24, 0, "relu")],
-            [("ir", 3, 5, 2, 3, 40, 0.25, "relu")],
-            [("ir", 1, 3, 2, 6, 80, 0, "hswish"), ("ir", 1, 3, 1, 2.5, 80, 0, "hswish"),
-             ("ir", 2, 3, 1, 2.3, 80, 0, "hswish")],
-            [("ir", 2, 3, 1, 6, 112, 0.25, "hswish")],
-            [("ir", 3, 5, 2, 6, 160, 0.25, "hswish")],
-            [("cn", 1, 1, 1, 1, 960, 0, "hswish")],
-        ]),
-}
-
-SPECS: dict[str, ModelSpec] = {
-    "mobilenetv2_100": ModelSpec(
-        name="mobilenetv2_100", family="mobilenet", variant="MobileNetV2 1.0", paper=PAPER_V2,
-        reference_impl=REFERENCE_V2, params_m=3.505, gmacs=0.300, top1=72.0, published_latency_ms=75.0,
-        published_latency_device="Google Pixel 1, TFLite, single large core (paper Table 4)",
-        notes="MACs: paper Table 4 (300M); top-1 72.0 is the paper's, timm's retrained weights reach 72.97"),
-    "mobilenetv3_small_100": ModelSpec(
-        name="mobilenetv3_small_100", family="mobilenet", variant="MobileNetV3-Small 1.0", paper=PAPER_V3,
-        reference_impl=REFERENCE, params_m=2.543, gmacs=0.056, top1=67.4, published_latency_ms=15.8,
-        published_latency_device="Google Pixel 1, TFLite, single large core, float (paper Table 3)",
-        notes="paper Table 3: 56M MACs, 2.5M params (timm's count 2.543M); timm's weights reach 67.67"),
-    "mobilenetv3_large_100": ModelSpec(
-        name="mobilenetv3_large_100", family="mobilenet", variant="MobileNetV3-Large 1.0", paper=PAPER_V3,
-        reference_impl=REFERENCE, params_m=5.483, gmacs=0.219, top1=75.2, published_latency_ms=51.0,
-        published_latency_device="Google Pixel 1, TFLite, single large core, float (paper Table 3)",
-        notes="paper Table 3: 219M MACs, 5.4M params; timm's weights reach 75.77"),
+# Variants as data: the builder's arguments (timm's arch_def strings written out as rows:
+# (block, repeats, kernel, stride, expansion, out_channels, se_ratio, activation)), then the spec.
+VARIANTS: dict[str, Variant] = {
+    "mobilenetv2_100": Variant(
+        dict(stem_channels=32, stem_act="relu6", head_channels=1280, head_act="relu6", head_bn=True,
+             stages=[
+                 [("ds", 1, 3, 1, 1, 16, 0, "relu6")],
+                 [("ir", 2, 3, 2, 6, 24, 0, "relu6")],
+                 [("ir", 3, 3, 2, 6, 32, 0, "relu6")],
+                 [("ir", 4, 3, 2, 6, 64, 0, "relu6")],
+                 [("ir", 3, 3, 1, 6, 96, 0, "relu6")],
+                 [("ir", 3, 3, 2, 6, 160, 0, "relu6")],
+                 [("ir", 1, 3, 1, 6, 320, 0, "relu6")],
+             ]),
+        dict(variant="MobileNetV2 1.0", paper=PAPER_V2, reference_impl=REFERENCE_V2, params_m=3.505, gmacs=0.300,
+             top1=72.0, published_latency_ms=75.0,
+             published_latency_device="Google Pixel 1, TFLite, single large core (paper Table 4)",
+             notes="MACs: paper Table 4 (300M); top-1 72.0 is the paper's, timm's retrained weights reach 72.97")),
+    "mobilenetv3_small_100": Variant(
+        dict(stem_channels=16, stem_act="hswish", head_channels=1024, head_act="hswish", head_bn=False,
+             stages=[
+                 [("ds", 1, 3, 2, 1, 16, 0.25, "relu")],
+                 [("ir", 1, 3, 2, 4.5, 24, 0, "relu"), ("ir", 1, 3, 1, 3.67, 24, 0, "relu")],
+                 [("ir", 1, 5, 2, 4, 40, 0.25, "hswish"), ("ir", 2, 5, 1, 6, 40, 0.25, "hswish")],
+                 [("ir", 2, 5, 1, 3, 48, 0.25, "hswish")],
+                 [("ir", 3, 5, 2, 6, 96, 0.25, "hswish")],
+                 [("cn", 1, 1, 1, 1, 576, 0, "hswish")],
+             ]),
+        dict(variant="MobileNetV3-Small 1.0", paper=PAPER_V3, reference_impl=REFERENCE, params_m=2.543, gmacs=0.056,
+             top1=67.4, published_latency_ms=15.8,
+             published_latency_device="Google Pixel 1, TFLite, single large core, float (paper Table 3)",
+             notes="paper Table 3: 56M MACs, 2.5M params (timm's count 2.543M); timm's weights reach 67.67")),
+    "mobilenetv3_large_100": Variant(
+        dict(stem_channels=16, stem_act="hswish", head_channels=1280, head_act="hswish", head_bn=False,
+             stages=[
+                 [("ds", 1, 3, 1, 1, 16, 0, "relu")],
+                 [("ir", 1, 3, 2, 4, 24, 0, "relu"), ("ir", 1, 3, 1, 3, 24, 0, "relu")],
+                 [("ir", 3, 5, 2, 3, 40, 0.25, "relu")],
+                 [("ir", 1, 3, 2, 6, 80, 0, "hswish"), ("ir", 1, 3, 1, 2.5, 80, 0, "hswish"),
+                  ("ir", 2, 3, 1, 2.3, 80, 0, "hswish")],
+                 [("ir", 2, 3, 1, 6, 112, 0.25, "hswish")],
+                 [("ir", 3, 5, 2, 6, 160, 0.25, "hswish")],
+                 [("cn", 1, 1, 1, 1, 960, 0, "hswish")],
+             ]),
+        dict(variant="MobileNetV3-Large 1.0", paper=PAPER_V3, reference_impl=REFERENCE, params_m=5.483, gmacs=0.219,
+             top1=75.2, published_latency_ms=51.0,
+             published_latency_device="Google Pixel 1, TFLite, single large core, float (paper Table 3)",
+             notes="paper Table 3: 219M MACs, 5.4M params; timm's weights reach 75.77")),
 }
 
 
 def build(name: str, num_classes: int = 1000) -> MobileNet:
     """Build a registered MobileNetV2/V3 variant in training form."""
-    return MobileNet(num_classes=num_classes, **VARIANTS[name])
+    return MobileNet(num_classes=num_classes, **VARIANTS[name].kwargs)
 
 
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
@@ -177,7 +162,6 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
     return timm_efficientnet_blocks(state_dict, stem="stem.conv")
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("classifier.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "classifier.weight")

@@ -24,20 +24,18 @@ import re
 import torch
 from torch import nn
 
-from models.layers import ConvBN, make_divisible
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout, rename_keys
+from models.layers import ConvBN, ConvBNAct, make_divisible
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 
 PAPER = "MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision Transformer (ICLR 2022)"
 REFERENCE = "https://github.com/apple/ml-cvnets"
 
 
-class ConvBNAct(nn.Sequential):
-    """``ConvBN`` then SiLU (cvnets ``ConvLayer`` with norm and activation)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, groups: int = 1):
-        super().__init__(ConvBN(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups),
-                         nn.SiLU())
+def _conv_bn_silu(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                  groups: int = 1) -> ConvBNAct:
+    """cvnets ``ConvLayer`` with norm and activation: ``ConvBN`` then SiLU, children ``0`` and ``1``."""
+    return ConvBNAct(in_channels, out_channels, kernel_size, stride, groups, act_layer=nn.SiLU, numbered=True)
 
 
 class InvertedResidual(nn.Module):
@@ -48,8 +46,8 @@ class InvertedResidual(nn.Module):
         hidden = make_divisible(round(in_channels * expand_ratio), 8)
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(ConvBNAct(in_channels, hidden, 1))
-        layers += [ConvBNAct(hidden, hidden, 3, stride, groups=hidden), ConvBN(hidden, out_channels, 1)]
+            layers.append(_conv_bn_silu(in_channels, hidden, 1))
+        layers += [_conv_bn_silu(hidden, hidden, 3, stride, groups=hidden), ConvBN(hidden, out_channels, 1)]
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_channels == out_channels
 
@@ -124,12 +122,12 @@ class MobileViTBlock(nn.Module):
     def __init__(self, channels: int, transformer_dim: int, ffn_dim: int, depth: int, num_heads: int = 4,
                  patch_size: int = 2):
         super().__init__()
-        self.local_rep = nn.Sequential(ConvBNAct(channels, channels, 3),
+        self.local_rep = nn.Sequential(_conv_bn_silu(channels, channels, 3),
                                        nn.Conv2d(channels, transformer_dim, 1, bias=False))
         self.global_rep = nn.Sequential(*[TransformerEncoder(transformer_dim, ffn_dim, num_heads) for _ in range(depth)],
                                         nn.LayerNorm(transformer_dim))
-        self.conv_proj = ConvBNAct(transformer_dim, channels, 1)
-        self.fusion = ConvBNAct(2 * channels, channels, 3)
+        self.conv_proj = _conv_bn_silu(transformer_dim, channels, 1)
+        self.fusion = _conv_bn_silu(2 * channels, channels, 3)
         self.patch_size = patch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +144,7 @@ class MobileViT(nn.Module):
                  vit_stages: tuple[tuple[int, int, int, int], ...], expand_ratio: float, num_heads: int = 4,
                  last_layer_exp_factor: int = 4, num_classes: int = 1000, dropout: float = 0.1):
         super().__init__()
-        self.stem = ConvBNAct(3, stem_channels, 3, 2)
+        self.stem = _conv_bn_silu(3, stem_channels, 3, 2)
         in_channels = stem_channels
         stages: list[nn.Module] = []
         for out_channels, blocks, stride in mv2_stages:
@@ -162,7 +160,7 @@ class MobileViT(nn.Module):
             in_channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.num_features = min(last_layer_exp_factor * in_channels, 960)
-        self.conv_1x1_exp = ConvBNAct(in_channels, self.num_features, 1)
+        self.conv_1x1_exp = _conv_bn_silu(in_channels, self.num_features, 1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
@@ -176,34 +174,32 @@ class MobileViT(nn.Module):
 
 # Variants as data (ml-cvnets ``config/mobilevit.py``). MobileNetV2 stages: (channels, blocks,
 # stride); MobileViT stages: (channels, transformer width, FFN width, transformer layers).
-VARIANTS: dict[str, dict] = {
-    "mobilevit_xxs": dict(stem_channels=16, expand_ratio=2, mv2_stages=((16, 1, 1), (24, 3, 2)),
-                          vit_stages=((48, 64, 128, 2), (64, 80, 160, 4), (80, 96, 192, 3))),
-    "mobilevit_xs": dict(stem_channels=16, expand_ratio=4, mv2_stages=((32, 1, 1), (48, 3, 2)),
-                         vit_stages=((64, 96, 192, 2), (80, 120, 240, 4), (96, 144, 288, 3))),
-    "mobilevit_s": dict(stem_channels=16, expand_ratio=4, mv2_stages=((32, 1, 1), (64, 3, 2)),
-                        vit_stages=((96, 144, 288, 2), (128, 192, 384, 4), (160, 240, 480, 3))),
-}
-
-
-def _spec(name: str, variant: str, params_m: float, top1: float, notes: str) -> ModelSpec:
-    return ModelSpec(name=name, family="mobilevit", variant=variant, paper=PAPER, reference_impl=REFERENCE,
-                     input_size=(3, 256, 256), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-                     params_m=params_m, top1=top1, notes=notes)
-
-
 _NOTES = ("inputs are 0..1 pixels without mean/std normalization (ml-cvnets); paper Table 1 top-1; "
           "torch.utils.flop_counter counts {} GMACs at 256x256 (the paper gives no MAC count)")
-SPECS: dict[str, ModelSpec] = {
-    "mobilevit_xxs": _spec("mobilevit_xxs", "XXS", 1.272, 69.0, _NOTES.format(0.407)),
-    "mobilevit_xs": _spec("mobilevit_xs", "XS", 2.318, 74.8, _NOTES.format(1.026)),
-    "mobilevit_s": _spec("mobilevit_s", "S", 5.579, 78.4, _NOTES.format(2.001)),
+
+
+def _variant(kwargs: dict, label: str, params_m: float, top1: float, notes: str) -> Variant:
+    return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, input_size=(3, 256, 256),
+                                mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), params_m=params_m, top1=top1,
+                                notes=notes))
+
+
+VARIANTS: dict[str, Variant] = {
+    "mobilevit_xxs": _variant(dict(stem_channels=16, expand_ratio=2, mv2_stages=((16, 1, 1), (24, 3, 2)),
+                                   vit_stages=((48, 64, 128, 2), (64, 80, 160, 4), (80, 96, 192, 3))),
+                              "XXS", 1.272, 69.0, _NOTES.format(0.407)),
+    "mobilevit_xs": _variant(dict(stem_channels=16, expand_ratio=4, mv2_stages=((32, 1, 1), (48, 3, 2)),
+                                  vit_stages=((64, 96, 192, 2), (80, 120, 240, 4), (96, 144, 288, 3))),
+                             "XS", 2.318, 74.8, _NOTES.format(1.026)),
+    "mobilevit_s": _variant(dict(stem_channels=16, expand_ratio=4, mv2_stages=((32, 1, 1), (64, 3, 2)),
+                                 vit_stages=((96, 144, 288, 2), (128, 192, 384, 4), (160, 240, 480, 3))),
+                            "S", 5.579, 78.4, _NOTES.format(2.001)),
 }
 
 
 def build(name: str, num_classes: int = 1000, dropout: float = 0.1) -> MobileViT:
     """Build a registered MobileViT variant in training form."""
-    return MobileViT(**VARIANTS[name], num_classes=num_classes, dropout=dropout)
+    return MobileViT(**VARIANTS[name].kwargs, num_classes=num_classes, dropout=dropout)
 
 
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
@@ -246,7 +242,6 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
     return rename_keys(state_dict, rules)
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("classifier.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "classifier.weight")

@@ -1,52 +1,42 @@
-"""The explicit, lazy model registry: names to family files, specs and builders.
+"""The explicit, lazy model registry: family files, and the names they register, to specs and builders.
 
-The table below is the only place a model name is declared. Looking a name up imports only its
-family's file, so ``import models`` stays cheap. A family file defines ``VARIANTS`` (name to
-constructor arguments), ``SPECS`` (name to ``ModelSpec``) and ``build(name, **overrides)``.
+``_FAMILIES`` lists the family files in the order ``python -m models list`` shows them. Each
+family file declares its models once, in ``VARIANTS`` (name to ``Variant``: constructor arguments
+and spec fields), and defines ``build(name, **overrides)``. ``import models`` imports no family
+file; the first name looked up imports all of them once and indexes their names (see
+``_index``), so a name is written in one place only and unknown names can list the closest ones.
+
+Other sources' names for our models (timm's ``tf_efficientnetv2_b0``, the official
+``efficientMod_xxs``) are written once too, in the family's ``CHECKPOINT_LAYOUTS`` (where its
+checkpoints come from, under which name); where they differ from ours they are aliases
+(``_aliases``): accepted with a one-line note, listed by ``python -m models info``.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
+import functools
 import importlib
 import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
 
-from models.spec import ModelSpec
+import reparam
+from models.spec import ModelSpec, Variant
+from models.weights import (Candidates, CheckpointLayout, LoadedCheckpoint, as_dtype, build_with_weights,
+                            floating_dtype, read_checkpoint, save_our_layout)
 
-# family module (under models/) -> the names it registers, in the order users see them
-_FAMILIES: dict[str, tuple[str, ...]] = {
-    "repvit": ("repvit_m0_6", "repvit_m0_9", "repvit_m1_0", "repvit_m1_1", "repvit_m1_5", "repvit_m2_3",
-               "repvit_m1", "repvit_m2", "repvit_m3"),
-    "edgenext": ("edgenext_xx_small", "edgenext_x_small", "edgenext_small", "edgenext_base",
-                 "edgenext_xx_small_bn_hs", "edgenext_x_small_bn_hs", "edgenext_small_bn_hs"),
-    "edgevit": ("edgevit_xxs", "edgevit_xs", "edgevit_s"),
-    "efficientmod": ("efficientmod_xxs", "efficientmod_xs", "efficientmod_s", "efficientmod_s_conv"),
-    "mobilevit": ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s"),
-    "mobilenet": ("mobilenetv2_100", "mobilenetv3_small_100", "mobilenetv3_large_100"),
-    "convnext": ("convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano", "convnext_tiny"),
-    "efficientnet": ("efficientnet_b0", "efficientnetv2_b0", "efficientnetv2_s"),
-    "swin": ("swin_tiny",),
-    "vit": ("vit_tiny_patch16",),
-}
-
-_MODEL_TABLE: dict[str, str] = {name: family for family, names in _FAMILIES.items() for name in names}
-
-# Names other sources give our models where they differ from ours (timm, the official repositories):
-# accepted by create_model with a note. Each family's CHECKPOINT_LAYOUTS lists the same names.
-_ALIASES: dict[str, str] = {
-    "tf_efficientnetv2_b0": "efficientnetv2_b0",
-    "swin_tiny_patch4_window7_224": "swin_tiny",
-    "vit_tiny_patch16_224": "vit_tiny_patch16",
-    "efficientMod_xxs": "efficientmod_xxs",
-    "efficientMod_xs": "efficientmod_xs",
-    "efficientMod_s": "efficientmod_s",
-    "efficientMod_s_Conv": "efficientmod_s_conv",
-}
+# family files under models/, in the order users see their models
+_FAMILIES: tuple[str, ...] = ("repvit", "edgenext", "edgevit", "efficientmod", "mobilevit", "mobilenet",
+                              "convnext", "efficientnet", "swin", "vit")
 
 _log = logging.getLogger("models.registry")
 
@@ -58,19 +48,90 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """What the registry knows about one registered name."""
+
+    family: str  # family file under models/
+    spec: ModelSpec  # the name's I/O contract and reference figures
+
+
+def build_index(tables: Iterable[tuple[str, Mapping[str, Variant]]]) -> dict[str, _Entry]:
+    """Name -> entry from ``(family, VARIANTS)`` pairs, in table order; a name registered twice is an error."""
+    index: dict[str, _Entry] = {}
+    for family, variants in tables:
+        for name, variant in variants.items():
+            if name in index:
+                raise ValueError(f"model name {name!r} is registered twice: by models/{index[name].family}.py "
+                                 f"and by models/{family}.py; rename one of them")
+            index[name] = _Entry(family, variant.to_spec(name, family))
+    return index
+
+
+def build_aliases(index: Mapping[str, _Entry],
+                  layouts: Iterable[tuple[str, Iterable[CheckpointLayout]]]) -> dict[str, str]:
+    """Other sources' names -> ours, from ``(family, CHECKPOINT_LAYOUTS)`` pairs: every source name that
+    differs from ours. A source name that is one of our names, or that stands for two models, is an error."""
+    aliases: dict[str, str] = {}
+    for family, family_layouts in layouts:
+        for layout in family_layouts:
+            for ours, theirs in layout.names.items():
+                if index.get(ours) is None or index[ours].family != family:
+                    raise ValueError(f"models/{family}.py: checkpoint layout {layout.name!r} names {ours!r}, "
+                                     f"which that file does not register")
+                if theirs == ours:
+                    continue
+                if theirs in index:
+                    raise ValueError(f"models/{family}.py: {layout.name} name {theirs!r} for {ours} is another "
+                                     f"registered model's name")
+                if aliases.setdefault(theirs, ours) != ours:
+                    raise ValueError(f"source name {theirs!r} stands for both {aliases[theirs]} and {ours}")
+    return aliases
+
+
+def _family_module(family: str) -> ModuleType:
+    # The registry's one dynamic import: a family file by name, imported on first lookup only.
+    return importlib.import_module(f"models.{family}")
+
+
+@functools.cache
+def _index() -> dict[str, _Entry]:
+    """Every registered name, built once on the first lookup (importing each family file once)."""
+    return build_index((family, _family_module(family).VARIANTS) for family in _FAMILIES)
+
+
+@functools.cache
+def _aliases() -> dict[str, str]:
+    """Every other source's name for one of our models, from the families' checkpoint layouts."""
+    return build_aliases(_index(), ((family, getattr(_family_module(family), "CHECKPOINT_LAYOUTS", ()))
+                                    for family in _FAMILIES))
+
+
+def _entry(name: str) -> _Entry:
+    index = _index()
+    if name not in index:
+        close = difflib.get_close_matches(name, list(index) + list(_aliases()), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModelError(f"unknown model {name!r}.{hint} `python -m models list` shows all "
+                                f"{len(index)} registered names.")
+    return index[name]
+
+
 def resolve_name(name: str, note: bool = True) -> str:
     """Our registered name for ``name``: itself, or the model another source's name stands for.
 
     Accepts timm's names where they differ from ours (``vit_tiny_patch16_224``), a hub id
     (``timm/repvit_m1.dist_in1k``) and a pretrained tag (``repvit_m1.dist_in1k``); says so in one line.
+    An unknown name is returned as it is (the lookup that follows lists the closest names).
     """
-    if name in _MODEL_TABLE:
+    index = _index()
+    if name in index:
         return name
     base = name.split("/", 1)[1] if name.startswith("timm/") else name
     base = base.split(".", 1)[0]
-    resolved = base if base in _MODEL_TABLE else _ALIASES.get(base)
+    resolved = base if base in index else _aliases().get(base)
     if resolved is None:
-        return name  # unknown: the lookup that follows lists the closest names
+        return name
     if note:
         _log.warning("note: %r is %s here", name, resolved)
     return resolved
@@ -78,45 +139,55 @@ def resolve_name(name: str, note: bool = True) -> str:
 
 def aliases_of(name: str) -> list[str]:
     """Other sources' names that stand for registered ``name``."""
-    return [alias for alias, target in _ALIASES.items() if target == name]
-
-
-def family_names(family: str) -> tuple[str, ...]:
-    """The registered names of one family, in registry order."""
-    return _FAMILIES[family]
-
-
-def family_module(name: str) -> ModuleType:
-    """The family file of a registered name (imported on first use)."""
-    return _family_module(name)
-
-
-def _family_module(name: str) -> ModuleType:
-    if name not in _MODEL_TABLE:
-        close = difflib.get_close_matches(name, list(_MODEL_TABLE) + list(_ALIASES), n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise UnknownModelError(f"unknown model {name!r}.{hint} `python -m models list` shows all "
-                                f"{len(_MODEL_TABLE)} registered names.")
-    return importlib.import_module(f"models.{_MODEL_TABLE[name]}")
+    return [alias for alias, target in _aliases().items() if target == name]
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style pattern, in registry order."""
-    return [name for name in _MODEL_TABLE if fnmatch.fnmatchcase(name, pattern)]
+    return [name for name in _index() if fnmatch.fnmatchcase(name, pattern)]
 
 
 def list_families() -> list[str]:
     return list(_FAMILIES)
 
 
+def family_names(family: str) -> list[str]:
+    """The registered names of one family, in registry order."""
+    return [name for name, entry in _index().items() if entry.family == family]
+
+
+def family_module(name: str) -> ModuleType:
+    """The family file of registered model ``name``."""
+    return _family_module(_entry(name).family)
+
+
 def model_spec(name: str) -> ModelSpec:
     """The I/O contract and reference figures of a registered model (another source's name works too)."""
-    name = resolve_name(name, note=False)
-    return _family_module(name).SPECS[name]
+    return _entry(resolve_name(name, note=False)).spec
 
 
-def create_model(name: str, weights: str | Path | None = None, deploy: bool = False,
-                 dtype: torch.dtype | str | None = None, **overrides) -> nn.Module:
+def _candidates() -> Candidates:
+    """Every family file with its names, in registry order: what a checkpoint of another model is matched to."""
+    return [(_family_module(family), family_names(family)) for family in _FAMILIES]
+
+
+def load_model(name: str, weights: str | os.PathLike, deploy: bool = False, dtype: torch.dtype | str | None = None,
+               **overrides: Any) -> LoadedCheckpoint:
+    """``create_model`` with weights, and what the loading found (the layout recognised, notes)."""
+    name = resolve_name(name)
+    loaded = build_with_weights(name, family_module(name), weights, _candidates(), deploy=deploy, dtype=dtype,
+                                **overrides)
+    if loaded.hub_model is not None and resolve_name(loaded.hub_model, note=False) != name:
+        # same keys, maybe other numerics (timm's tf_* variants pad like TensorFlow): say what the folder holds
+        text = (f"{loaded.path.parent} holds timm's {loaded.hub_model!r}, loaded into {name}; "
+                f"check they are the same model")
+        _log.warning("note: %s", text)
+        loaded = dataclasses.replace(loaded, notes=(text, *loaded.notes))
+    return loaded
+
+
+def create_model(name: str, weights: str | os.PathLike | None = None, deploy: bool = False,
+                 dtype: torch.dtype | str | None = None, **overrides: Any) -> nn.Module:
     """Build a registered model, optionally in deploy form, optionally loading a local checkpoint.
 
     ``weights`` is a local file (.pth/.pt/.bin/.safetensors) or Hugging Face hub snapshot folder in
@@ -128,20 +199,25 @@ def create_model(name: str, weights: str | Path | None = None, deploy: bool = Fa
     returned in eval mode when weights are loaded, and in the constructor's default (training) mode
     otherwise. ``name`` may be timm's name for the model (noted in one line).
     """
-    name = resolve_name(name)
-    module = _family_module(name)
     if weights is not None:
-        from models.weights import build_with_weights
-
-        return build_with_weights(name, module, weights, deploy=deploy, dtype=dtype, **overrides).model
-    model = module.build(name, **overrides)
+        return load_model(name, weights, deploy=deploy, dtype=dtype, **overrides).model
+    name = resolve_name(name)
+    model = family_module(name).build(name, **overrides)
     if dtype is not None:
-        from models.weights import as_dtype
-
         model = model.to(as_dtype(dtype))
     if deploy:
-        import reparam  # imported here: reparam depends on models, not the other way round
-
         # a model built without weights has fresh statistics; that is expected here
         model = reparam.reparameterize(model, warn_untrained=False)
     return model
+
+
+def convert_weights(name: str, source: str | os.PathLike, out: str | os.PathLike) -> LoadedCheckpoint:
+    """Convert a checkpoint of model ``name`` to our layout and write it as safetensors at ``out``.
+
+    The result is the state dict of the model the checkpoint builds (training form), in the
+    checkpoint's own dtype, so ``create_model(name, weights=out)`` loads it back exactly.
+    """
+    name = resolve_name(name)
+    loaded = load_model(name, source, dtype=floating_dtype(read_checkpoint(source).state_dict))
+    save_our_layout(loaded, name, Path(out))
+    return loaded

@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import BNLinear, ConvBN, SqueezeExcite, conv2d_from, linear_from, make_divisible
-from models.spec import ModelSpec
+from models.layers import BNLinear, ConvBN, SqueezeExcite, drop_path, make_divisible
+from models.spec import Variant
 from models.weights import CheckpointLayout, rename_keys
+from reparam.fuse import fuse_bn_tensors, fuse_conv_bn, identity_kernel, merge_parallel_branches
+from reparam.layers import conv2d_from, linear_from
 
 PAPER = "RepViT: Revisiting Mobile CNN From ViT Perspective (CVPR 2024)"
 REFERENCE = "https://github.com/THU-MIG/RepViT"
@@ -40,10 +42,7 @@ class Residual(nn.Module):
         self.drop = drop
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.drop > 0:
-            keep = torch.rand(x.size(0), 1, 1, 1, device=x.device).ge_(self.drop).div(1 - self.drop)
-            return x + self.m(x) * keep.detach()
-        return x + self.m(x)
+        return x + drop_path(self.m(x), self.drop, self.training)
 
 
 class RepVGGDW(nn.Module):
@@ -60,8 +59,6 @@ class RepVGGDW(nn.Module):
 
     def reparameterize(self) -> nn.Module:
         """One depthwise 3x3 conv with bias: the three branches summed, then the outer BatchNorm folded."""
-        from reparam.fuse import fuse_bn_tensors, fuse_conv_bn, identity_kernel, merge_parallel_branches
-
         conv = self.conv.c
         weight, bias = merge_parallel_branches([
             fuse_conv_bn(conv, self.conv.bn),
@@ -84,8 +81,6 @@ class RepVGGDWLegacy(nn.Module):
 
     def reparameterize(self) -> nn.Module:
         """One depthwise 3x3 conv with bias: both conv+BN branches and the identity summed."""
-        from reparam.fuse import fuse_conv_bn, identity_kernel, merge_parallel_branches
-
         conv = self.conv.c
         weight, bias = merge_parallel_branches([
             fuse_conv_bn(conv, self.conv.bn),
@@ -140,7 +135,7 @@ class DistillationClassifier(nn.Module):
         if distillation:
             self.classifier_dist = BNLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if not self.distillation:
             return self.classifier(x)
         logits, logits_dist = self.classifier(x), self.classifier_dist(x)
@@ -203,7 +198,8 @@ class RepViT(nn.Module):
             x = layer(x)
         return x
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits in eval mode; in training mode with distillation, the (class, distillation) logits."""
         x = self.forward_features(x)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return self.classifier(x)
@@ -225,51 +221,51 @@ def _stages(widths: tuple[int, ...], se_flags: tuple[str, ...]) -> list[tuple[in
 
 
 # Variants as data: per-stage widths, the SE pattern of every stage (its first character is the
-# downsampling block for stages 2-4), and which token mixer generation the variant uses.
+# downsampling block for stages 2-4), which token mixer generation the variant uses, and the
+# figures the paper (or the official README) gives.
 _SE_M0_9 = ("100", "0100", "0101010101010100", "010")
 _SE_M1_1 = ("100", "0100", "01010101010100", "010")
-VARIANTS: dict[str, dict] = {
-    "repvit_m0_6": dict(widths=(40, 80, 160, 320), se=("10", "010", "0101010100", "01")),
-    "repvit_m0_9": dict(widths=(48, 96, 192, 384), se=_SE_M0_9),
-    "repvit_m1_0": dict(widths=(56, 112, 224, 448), se=_SE_M0_9),
-    "repvit_m1_1": dict(widths=(64, 128, 256, 512), se=_SE_M1_1),
-    "repvit_m1_5": dict(widths=(64, 128, 256, 512),
-                        se=("10100", "010100", "01010101010101010101010100", "01010")),
-    "repvit_m2_3": dict(widths=(80, 160, 320, 640),
-                        se=("1010100", "01010100", "01" * 17 + "00", "010")),
-    "repvit_m1": dict(widths=(48, 96, 192, 384), se=_SE_M0_9, legacy_dw=True),
-    "repvit_m2": dict(widths=(64, 128, 256, 512), se=_SE_M1_1, legacy_dw=True),
-    "repvit_m3": dict(widths=(64, 128, 256, 512), se=("10100", "010100", "01" * 9 + "00", "010"), legacy_dw=True),
-}
-
-
-def _spec(name: str, variant: str, params_m: float | None, deploy_params_m: float | None, gmacs: float | None,
-          top1: float, latency_ms: float, notes: str) -> ModelSpec:
-    return ModelSpec(name=name, family="repvit", variant=variant, paper=PAPER, reference_impl=REFERENCE,
-                     params_m=params_m, deploy_params_m=deploy_params_m, gmacs=gmacs, top1=top1,
-                     published_latency_ms=latency_ms, published_latency_device=LATENCY_DEVICE, notes=notes)
-
-
 _CURRENT = "top-1 with distillation, 300 epochs (official README)"
 _LEGACY = "first paper version; earlier RepVGGDW token mixer; top-1 with distillation, 300 epochs"
-SPECS: dict[str, ModelSpec] = {
-    "repvit_m0_6": _spec("repvit_m0_6", "M0.6", None, None, None, 74.1, 0.6,
-                         "released after the paper with no published parameter or MAC count; "
-                         "official config with channels 40, 80, 160, 320; " + _CURRENT),
-    "repvit_m0_9": _spec("repvit_m0_9", "M0.9", 5.489, 5.067, 0.82, 78.7, 0.9, _CURRENT),
-    "repvit_m1_0": _spec("repvit_m1_0", "M1.0", 7.303, 6.810, 1.11, 80.0, 1.0, _CURRENT),
-    "repvit_m1_1": _spec("repvit_m1_1", "M1.1", 8.803, 8.244, 1.34, 80.7, 1.1, _CURRENT),
-    "repvit_m1_5": _spec("repvit_m1_5", "M1.5", 14.644, 14.050, 2.27, 82.3, 1.5, _CURRENT),
-    "repvit_m2_3": _spec("repvit_m2_3", "M2.3", 23.689, 22.927, 4.52, 83.3, 2.3, _CURRENT),
-    "repvit_m1": _spec("repvit_m1", "M1", 5.485, 5.067, 0.82, 78.5, 0.87, _LEGACY),
-    "repvit_m2": _spec("repvit_m2", "M2", 8.798, 8.244, 1.34, 80.6, 1.17, _LEGACY),
-    "repvit_m3": _spec("repvit_m3", "M3", 10.683, 10.116, 1.86, 81.4, 1.37, _LEGACY),
+
+
+def _variant(kwargs: dict, label: str, params_m: float | None, deploy_params_m: float | None, gmacs: float | None,
+             top1: float, latency_ms: float, notes: str) -> Variant:
+    return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, params_m=params_m,
+                                deploy_params_m=deploy_params_m, gmacs=gmacs, top1=top1,
+                                published_latency_ms=latency_ms, published_latency_device=LATENCY_DEVICE,
+                                notes=notes))
+
+
+VARIANTS: dict[str, Variant] = {
+    "repvit_m0_6": _variant(dict(widths=(40, 80, 160, 320), se=("10", "010", "0101010100", "01")),
+                            "M0.6", None, None, None, 74.1, 0.6,
+                            "released after the paper with no published parameter or MAC count; "
+                            "official config with channels 40, 80, 160, 320; " + _CURRENT),
+    "repvit_m0_9": _variant(dict(widths=(48, 96, 192, 384), se=_SE_M0_9),
+                            "M0.9", 5.489, 5.067, 0.82, 78.7, 0.9, _CURRENT),
+    "repvit_m1_0": _variant(dict(widths=(56, 112, 224, 448), se=_SE_M0_9),
+                            "M1.0", 7.303, 6.810, 1.11, 80.0, 1.0, _CURRENT),
+    "repvit_m1_1": _variant(dict(widths=(64, 128, 256, 512), se=_SE_M1_1),
+                            "M1.1", 8.803, 8.244, 1.34, 80.7, 1.1, _CURRENT),
+    "repvit_m1_5": _variant(dict(widths=(64, 128, 256, 512),
+                                 se=("10100", "010100", "01010101010101010101010100", "01010")),
+                            "M1.5", 14.644, 14.050, 2.27, 82.3, 1.5, _CURRENT),
+    "repvit_m2_3": _variant(dict(widths=(80, 160, 320, 640), se=("1010100", "01010100", "01" * 17 + "00", "010")),
+                            "M2.3", 23.689, 22.927, 4.52, 83.3, 2.3, _CURRENT),
+    "repvit_m1": _variant(dict(widths=(48, 96, 192, 384), se=_SE_M0_9, legacy_dw=True),
+                          "M1", 5.485, 5.067, 0.82, 78.5, 0.87, _LEGACY),
+    "repvit_m2": _variant(dict(widths=(64, 128, 256, 512), se=_SE_M1_1, legacy_dw=True),
+                          "M2", 8.798, 8.244, 1.34, 80.6, 1.17, _LEGACY),
+    "repvit_m3": _variant(dict(widths=(64, 128, 256, 512), se=("10100", "010100", "01" * 9 + "00", "010"),
+                               legacy_dw=True),
+                          "M3", 10.683, 10.116, 1.86, 81.4, 1.37, _LEGACY),
 }
 
 
 def build(name: str, num_classes: int = 1000, distillation: bool = True, drop_path_rate: float = 0.0) -> RepViT:
     """Build a registered RepViT variant in training form."""
-    variant = VARIANTS[name]
+    variant = VARIANTS[name].kwargs
     cfgs = _stages(variant["widths"], variant["se"])
     return RepViT(cfgs, num_classes=num_classes, distillation=distillation,
                   legacy_dw=variant.get("legacy_dw", False), drop_path_rate=drop_path_rate)
@@ -280,7 +276,8 @@ def build(name: str, num_classes: int = 1000, distillation: bool = True, drop_pa
 _TIMM_NAMES = ("repvit_m0_9", "repvit_m1_0", "repvit_m1_1", "repvit_m1_5", "repvit_m2_3", "repvit_m1", "repvit_m2",
                "repvit_m3")
 CHECKPOINT_LAYOUTS = (
-    CheckpointLayout("ours", "this repository", ("features.0.0.c.weight", "features.*.token_mixer.1.conv_reduce.weight")),
+    CheckpointLayout("ours", "this repository",
+                     ("features.0.0.c.weight", "features.*.token_mixer.1.conv_reduce.weight")),
     CheckpointLayout("official", "THU-MIG/RepViT releases (timm 0.5.4 SqueezeExcite: fc1/fc2)",
                      ("features.0.0.c.weight", "features.*.token_mixer.1.fc1.weight"),
                      names={name: name for name in VARIANTS}),

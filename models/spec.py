@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -62,3 +63,34 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+_FILLED_BY_REGISTRY = frozenset({"name", "family"})
+_SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelSpec)) - _FILLED_BY_REGISTRY
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One registered model of a family: its constructor arguments and its ``ModelSpec`` fields.
+
+    A family file's ``VARIANTS`` table maps each registered name to one ``Variant``; that key is
+    the only place the name is written. The registry fills the name and the family (the file's
+    name) into the spec (``to_spec``).
+    """
+
+    kwargs: dict[str, Any]  # what the family's build() turns into its model class's arguments (mostly as is)
+    spec_fields: dict[str, Any]  # every ModelSpec field except name and family (variant label, paper, figures)
+
+    def __post_init__(self) -> None:
+        misplaced = sorted(set(self.spec_fields) & _FILLED_BY_REGISTRY)
+        if misplaced:
+            raise TypeError(f"Variant spec_fields must not set {', '.join(misplaced)}: the registry fills them "
+                            "from the VARIANTS key and the family file's name")
+        unknown = sorted(set(self.spec_fields) - _SPEC_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown ModelSpec field(s) in Variant spec_fields: {', '.join(unknown)} "
+                            f"(fields: {', '.join(sorted(_SPEC_FIELDS))})")
+
+    def to_spec(self, name: str, family: str) -> ModelSpec:
+        """The ``ModelSpec`` of this variant registered as ``name`` by the family file ``family``."""
+        return ModelSpec(name=name, family=family, **self.spec_fields)

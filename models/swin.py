@@ -22,8 +22,9 @@ import re
 import torch
 from torch import nn
 
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout, rename_keys
+from models.layers import Mlp
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 
 PAPER = "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)"
 REFERENCE = "https://github.com/microsoft/Swin-Transformer"
@@ -78,16 +79,6 @@ def shifted_window_mask(height: int, width: int, window: int, shift: int) -> tor
     labels = window_partition(region, window).squeeze(-1)  # (nW, w*w)
     mask = labels[:, None, :] - labels[:, :, None]
     return mask.ne(0).float() * -100.0
-
-
-class Mlp(nn.Sequential):
-    """Linear -> GELU -> Linear."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.add_module("fc1", nn.Linear(dim, hidden))
-        self.add_module("act", nn.GELU())
-        self.add_module("fc2", nn.Linear(hidden, dim))
 
 
 class WindowAttention(nn.Module):
@@ -220,17 +211,13 @@ class SwinTransformer(nn.Module):
         return self.head(self.forward_features(x).mean((1, 2)))
 
 
-VARIANTS: dict[str, dict] = {
-    "swin_tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window=7),
-}
-
-SPECS: dict[str, ModelSpec] = {
-    "swin_tiny": ModelSpec(
-        name="swin_tiny", family="swin", variant="Swin-T", paper=PAPER, reference_impl=REFERENCE,
-        params_m=28.288, gmacs=4.5, top1=81.3,
-        notes="paper Table 1(a): 29M params, 4.5G FLOPs (multiply-adds), 81.3 top-1 at 224, window 7; "
-              "the paper reports V100 throughput, not a mobile latency; the attention mask is built for "
-              "224 (build(name, img_size=...) for another size)"),
+VARIANTS: dict[str, Variant] = {
+    "swin_tiny": Variant(
+        dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window=7),
+        dict(variant="Swin-T", paper=PAPER, reference_impl=REFERENCE, params_m=28.288, gmacs=4.5, top1=81.3,
+             notes="paper Table 1(a): 29M params, 4.5G FLOPs (multiply-adds), 81.3 top-1 at 224, window 7; "
+                   "the paper reports V100 throughput, not a mobile latency; the attention mask is built for "
+                   "224 (build(name, img_size=...) for another size)")),
 }
 
 
@@ -239,7 +226,7 @@ def build(name: str, num_classes: int = 1000, img_size: int = 224, window: int |
 
     ``window`` replaces the variant's window size (e.g. 12 for 384x384 inputs, as timm's ``*_window12_384``).
     """
-    variant = dict(VARIANTS[name], **({"window": window} if window is not None else {}))
+    variant = dict(VARIANTS[name].kwargs, **({"window": window} if window is not None else {}))
     return SwinTransformer(num_classes=num_classes, img_size=img_size, **variant)
 
 
@@ -249,7 +236,8 @@ CHECKPOINT_LAYOUTS = (
     CheckpointLayout("ours", "this repository",
                      ("patch_embed.weight", "stages.0.blocks.0.attn.relative_position_bias_table")),
     CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/swin_*)",
-                     ("patch_embed.proj.weight", "layers.0.blocks.0.attn.relative_position_bias_table", "head.fc.weight"),
+                     ("patch_embed.proj.weight", "layers.0.blocks.0.attn.relative_position_bias_table",
+                      "head.fc.weight"),
                      names={"swin_tiny": "swin_tiny_patch4_window7_224"}),
     CheckpointLayout("official", "microsoft/Swin-Transformer releases (patch merging at the end of a stage)",
                      ("patch_embed.proj.weight", "layers.0.downsample.reduction.weight", "head.weight"),
@@ -278,10 +266,9 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
     return rename_keys(state_dict, rules + [(r"^layers\.", "stages."), (r"^head\.fc\.", "head.")])
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("head.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "head.weight")
 
 
 def _progression_positions(source: int, target: int) -> list[float]:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.spec import ModelSpec
-from models.weights import CheckpointLayout, rename_keys
+from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 
 PAPER = "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale (ICLR 2021)"
 REFERENCE = "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/vision_transformer.py"
@@ -89,23 +89,21 @@ class VisionTransformer(nn.Module):
         return self.head(self.forward_features(x)[:, 0])
 
 
-VARIANTS: dict[str, dict] = {
-    "vit_tiny_patch16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
-}
-
-SPECS: dict[str, ModelSpec] = {
-    "vit_tiny_patch16": ModelSpec(
-        name="vit_tiny_patch16", family="vit", variant="ViT-Ti/16", paper=PAPER, reference_impl=REFERENCE,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), params_m=5.717, gmacs=1.26, top1=75.5,
-        notes="ViT-Ti/16 is the DeiT-Ti shape (DeiT paper Table 1: 5M params, 1.3G FLOPs, 72.2 top-1 "
-              "without distillation); 1.26 GMACs and 75.5 top-1 are timm's vit_tiny_patch16_224.augreg_in21k_ft_in1k "
-              "(ImageNet-21k pretraining, mean/std 0.5); no published mobile latency"),
+VARIANTS: dict[str, Variant] = {
+    "vit_tiny_patch16": Variant(
+        dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+        dict(variant="ViT-Ti/16", paper=PAPER, reference_impl=REFERENCE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+             params_m=5.717, gmacs=1.26, top1=75.5,
+             notes="ViT-Ti/16 is the DeiT-Ti shape (DeiT paper Table 1: 5M params, 1.3G FLOPs, 72.2 top-1 "
+                   "without distillation); 1.26 GMACs and 75.5 top-1 are timm's "
+                   "vit_tiny_patch16_224.augreg_in21k_ft_in1k (ImageNet-21k pretraining, mean/std 0.5); "
+                   "no published mobile latency")),
 }
 
 
 def build(name: str, num_classes: int = 1000, img_size: int = 224) -> VisionTransformer:
     """Build a registered ViT variant for one input size (the position embedding depends on it)."""
-    return VisionTransformer(num_classes=num_classes, img_size=img_size, **VARIANTS[name])
+    return VisionTransformer(num_classes=num_classes, img_size=img_size, **VARIANTS[name].kwargs)
 
 
 # --- checkpoints from other sources (read by models.weights) -------------------------------------------
@@ -126,10 +124,9 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict
                                     (r"\.mlp\.fc2\.", ".mlp.2.")])
 
 
-def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     """Constructor arguments a checkpoint in our layout implies: its class count."""
-    head = state_dict.get("head.weight")
-    return {} if head is None else {"num_classes": head.shape[0]}
+    return class_count(state_dict, "head.weight")
 
 
 def resample_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], prefix_tokens: int = 1) -> torch.Tensor:

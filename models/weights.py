@@ -23,7 +23,6 @@ except for a layout nothing recognises, which gets the full missing / unexpected
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ from types import ModuleType
 
 import torch
 from torch import nn
+
+import reparam
 
 _log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class DeployCheckpointError(CheckpointMismatchError):
 
 @dataclass(frozen=True)
 class CheckpointLayout:
-    """One way a family's checkpoints are written, declared in the family file beside ``SPECS``."""
+    """One way a family's checkpoints are written, declared in the family file beside ``VARIANTS``."""
 
     name: str  # "ours", "timm" or "official": the ``source`` passed to ``convert_checkpoint``
     origin: str  # where such files come from, e.g. "timm 1.0 (huggingface.co/timm)"
@@ -98,6 +99,8 @@ class LoadedCheckpoint:
     model: nn.Module  # the model, weights loaded, in eval mode
     layout: str  # the layout recognised ("ours", "timm", "official", "ours (deploy form)", ...)
     notes: tuple[str, ...]  # one-line notes already logged (interpolated tables, ...)
+    path: Path  # the file the tensors came from (a hub folder's weights file)
+    hub_model: str | None = None  # the model name a hub snapshot's config.json gives, if it is one
 
 
 def rename_keys(state_dict: dict[str, torch.Tensor], rules: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
@@ -109,6 +112,16 @@ def rename_keys(state_dict: dict[str, torch.Tensor], rules: Sequence[tuple[str, 
             key = pattern.sub(replacement, key)
         out[key] = value
     return out
+
+
+def class_count(state_dict: dict[str, torch.Tensor], head_key: str) -> dict[str, int]:
+    """``{"num_classes": N}`` from the classifier weight at ``head_key`` (N rows), or ``{}`` without one.
+
+    A family's ``checkpoint_options`` calls this with its classifier's key, so a checkpoint
+    fine-tuned to N classes builds a head of N.
+    """
+    head = state_dict.get(head_key)
+    return {} if head is None else {"num_classes": head.shape[0]}
 
 
 def timm_efficientnet_blocks(state_dict: dict[str, torch.Tensor], stem: str) -> dict[str, torch.Tensor]:
@@ -305,7 +318,8 @@ def recognise_layout(state_dict: dict[str, torch.Tensor], module: ModuleType) ->
     return next((layout for layout in family_layouts(module) if layout.matches(state_dict)), None)
 
 
-def to_our_layout(state_dict: dict[str, torch.Tensor], module: ModuleType) -> tuple[dict[str, torch.Tensor], str | None]:
+def to_our_layout(state_dict: dict[str, torch.Tensor], module: ModuleType
+                  ) -> tuple[dict[str, torch.Tensor], str | None]:
     """The checkpoint in our key layout (unchanged where no layout is recognised) and the layout's name."""
     layout = recognise_layout(state_dict, module)
     if layout is None:
@@ -354,21 +368,19 @@ def _build_shapes(module: ModuleType, name: str, options: dict) -> dict[str, tor
         return None
 
 
-def identify(state_dict: dict[str, torch.Tensor], first_family: str | None = None) -> tuple[str, str] | None:
-    """(registered name, layout) of the model a checkpoint fits exactly, trying ``first_family`` first; or None."""
-    from models import registry
+# Family files and the names each registers, in the order to try them (the registry supplies them).
+Candidates = Sequence[tuple[ModuleType, Sequence[str]]]
 
-    families = registry.list_families()
-    if first_family in families:
-        families = [first_family] + [f for f in families if f != first_family]
-    for family in families:
-        module = importlib.import_module(f"models.{family}")
+
+def identify(state_dict: dict[str, torch.Tensor], candidates: Candidates) -> tuple[str, str] | None:
+    """(registered name, layout) of the first candidate model a checkpoint fits exactly, or None."""
+    for module, names in candidates:
         for layout in family_layouts(module):
             if not layout.matches(state_dict):
                 continue
             converted = state_dict if layout.name == "ours" else module.convert_checkpoint(state_dict, layout.name)
             options = _checkpoint_options(module, converted)
-            for name in registry.family_names(family):
+            for name in names:
                 expected = _build_shapes(module, name, options)
                 if expected is not None and _fits(converted, expected):
                     return name, layout.name
@@ -378,12 +390,6 @@ def identify(state_dict: dict[str, torch.Tensor], first_family: str | None = Non
 def _checkpoint_options(module: ModuleType, state: dict[str, torch.Tensor]) -> dict:
     options_of = getattr(module, "checkpoint_options", None)
     return dict(options_of(state)) if callable(options_of) else {}
-
-
-def _registered(source_name: str) -> str:
-    from models import registry
-
-    return registry.resolve_name(source_name, note=False)
 
 
 def _note(text: str, notes: list[str]) -> None:
@@ -400,15 +406,17 @@ def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     return resolved
 
 
-def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike, deploy: bool = False,
-                       dtype: torch.dtype | str | None = None, **overrides) -> LoadedCheckpoint:
-    """Build registered model ``name`` and load a local checkpoint of any recognised layout into it.
+def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike, candidates: Candidates = (),
+                       deploy: bool = False, dtype: torch.dtype | str | None = None, **overrides) -> LoadedCheckpoint:
+    """Build registered model ``name`` of family file ``module`` and load a local checkpoint of any
+    recognised layout into it.
 
     Constructor arguments the checkpoint implies (class count, distillation head) are used unless
     given in ``overrides``; ``dtype`` sets the model's dtype before loading, so float64 weights are
     not rounded through float32. Where the family builds on the meta device, the model is built
     there (no random initialization to throw away) and the checkpoint's tensors are assigned to it
-    (no second pass copying every tensor).
+    (no second pass copying every tensor). A checkpoint that does not fit is matched against
+    ``candidates`` (the registry's families and names), so the error can name the model it is of.
     """
     dtype = as_dtype(dtype)
     checkpoint = read_checkpoint(weights)
@@ -425,10 +433,6 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
     if dtype is not None:
         model = model.to(dtype)  # before loading: float64 weights are not rounded through float32
     notes: list[str] = []
-    if checkpoint.hub_model is not None and _registered(checkpoint.hub_model) != name:
-        # same keys, maybe other numerics (timm's tf_* variants pad like TensorFlow): say what the folder holds
-        _note(f"{checkpoint.path.parent} holds timm's {checkpoint.hub_model!r}, loaded into {name}; "
-              f"check they are the same model", notes)
     expected = model.state_dict()
     fit = getattr(module, "fit_checkpoint", None)
     if callable(fit) and layout is not None:
@@ -438,10 +442,8 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
     if _fits(state, expected):
         model = _assign(model, state) if on_meta else _copy_into(model, state)
         if deploy:
-            import reparam  # imported here: reparam builds on models, not the other way round
-
             model = reparam.reparameterize(model, warn_untrained=False)
-        return LoadedCheckpoint(model.eval(), layout or "ours", tuple(notes))
+        return LoadedCheckpoint(model.eval(), layout or "ours", tuple(notes), checkpoint.path, checkpoint.hub_model)
 
     # It does not fit: find out why, on a real model (the deploy form is computed from one).
     if on_meta:
@@ -450,11 +452,13 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
     if deploy_model is not None and _fits(checkpoint.state_dict, deploy_model.state_dict()):
         if deploy:
             _copy_into(deploy_model, checkpoint.state_dict)
-            return LoadedCheckpoint(deploy_model.eval(), "ours (deploy form)", tuple(notes))
+            return LoadedCheckpoint(deploy_model.eval(), "ours (deploy form)", tuple(notes), checkpoint.path,
+                                    checkpoint.hub_model)
         raise DeployCheckpointError(
             f"{checkpoint.path} is a deploy-form checkpoint of {name} (saved by python -m reparam); load it with "
             f"create_model({name!r}, deploy=True, weights=PATH)")
-    found = identify(checkpoint.state_dict, first_family=module.__name__.rsplit(".", 1)[-1])
+    own_family_first = sorted(candidates, key=lambda candidate: candidate[0] is not module)
+    found = identify(checkpoint.state_dict, own_family_first)
     if found is not None and found[0] != name:
         other, other_layout = found
         raise CheckpointMismatchError(
@@ -513,8 +517,6 @@ def _assign(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
 
 def _deploy_form(model: nn.Module) -> nn.Module | None:
     """The model's deploy form, when reparameterizing changes its keys (else None)."""
-    import reparam
-
     deploy = reparam.reparameterize(model, warn_untrained=False)
     return deploy if deploy.state_dict().keys() != model.state_dict().keys() else None
 
@@ -536,22 +538,19 @@ def save_safetensors(state_dict: dict[str, torch.Tensor], out: Path, metadata: d
         tmp.unlink(missing_ok=True)
 
 
-def convert_weights(name: str, source: str | os.PathLike, out: str | os.PathLike) -> LoadedCheckpoint:
-    """Convert a checkpoint of registered model ``name`` to our layout and write it as safetensors at ``out``.
+def floating_dtype(state_dict: dict[str, torch.Tensor]) -> torch.dtype | None:
+    """The one floating dtype of a state dict's tensors, or None when it holds several (or none)."""
+    dtypes = {v.dtype for v in state_dict.values() if v.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
-    The result is the state dict of the model the checkpoint builds (training form), in the
-    checkpoint's own dtype, so ``create_model(name, weights=out)`` loads it back exactly.
+
+def save_our_layout(loaded: LoadedCheckpoint, name: str, out: str | os.PathLike) -> None:
+    """Write a loaded checkpoint's model (training form, our keys) as safetensors at ``out``, with where it came from.
+
+    ``create_model(name, weights=out)`` then loads it without any mapping; a checkpoint that was in
+    our deploy layout already is refused (there is nothing to convert).
     """
-    from models import registry
-
-    name = registry.resolve_name(name)
-    module = registry.family_module(name)
-    checkpoint = read_checkpoint(source)
-    dtypes = {v.dtype for v in checkpoint.state_dict.values() if v.is_floating_point()}
-    dtype = dtypes.pop() if len(dtypes) == 1 else None
-    loaded = build_with_weights(name, module, source, dtype=dtype)
     if loaded.layout.endswith("(deploy form)"):
-        raise CheckpointMismatchError(f"{source} is already in our (deploy) layout; nothing to convert")
-    metadata = {"format": "pt", "model": name, "source_layout": loaded.layout, "source_file": checkpoint.path.name}
+        raise CheckpointMismatchError(f"{loaded.path} is already in our (deploy) layout; nothing to convert")
+    metadata = {"format": "pt", "model": name, "source_layout": loaded.layout, "source_file": loaded.path.name}
     save_safetensors(loaded.model.state_dict(), Path(out), metadata)
-    return loaded

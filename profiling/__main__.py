@@ -3,29 +3,38 @@
 Subcommands are registered in :data:`SUBCOMMANDS` as ``(name, module)``. A subcommand module
 defines ``HELP`` (one line), ``add_arguments(parser)`` and ``main(args, console) -> int`` (the
 exit status); every subcommand also gets ``--db PATH`` (default ``results/latency.db``) as
-``args.db``. Keep the module's top level light (no torch / runtime imports): all of them are
-imported to build ``--help``. Adding a subcommand is one line here.
+``args.db``. Adding a subcommand is one line here.
+
+Exit status 2 means the caller's mistake, printed as one line: a
+:class:`~profiling.errors.UsageError` (the CLI's own ``CliError`` included), a store that cannot
+be used (:class:`~profiling.store.StoreError`) or an unknown model name. Any other exception is a
+bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from rich.console import Console
 
-from profiling.cli.common import CliError
+from models import UnknownModelError
+from profiling import importer
+from profiling.android import cli as android_cli
+from profiling.cli import compare, report, run, show
+from profiling.errors import UsageError
+from profiling.ios import cli as ios_cli
 from profiling.store import DEFAULT_DB, StoreError
 
-SUBCOMMANDS: list[tuple[str, str]] = [
-    ("run", "profiling.cli.run"),
-    ("show", "profiling.cli.show"),
-    ("report", "profiling.cli.report"),
-    ("compare", "profiling.cli.compare"),
-    ("android", "profiling.android.cli"),
-    ("ios", "profiling.ios.cli"),
-    ("import", "profiling.importer"),
+SUBCOMMANDS: list[tuple[str, ModuleType]] = [
+    ("run", run),
+    ("show", show),
+    ("report", report),
+    ("compare", compare),
+    ("android", android_cli),
+    ("ios", ios_cli),
+    ("import", importer),
 ]
 
 
@@ -35,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results database (default {DEFAULT_DB})")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-    for name, module_name in SUBCOMMANDS:
-        module = importlib.import_module(module_name)
+    for name, module in SUBCOMMANDS:
         sub = subparsers.add_parser(name, parents=[common], help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         sub.set_defaults(_main=module.main)
@@ -49,11 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # recorded with a run as the command that made it
     # piped or captured output is not wrapped at 80 columns: the tables are wide
     console = Console() if sys.stdout.isatty() else Console(width=200)
-    from models import UnknownModelError  # imported here: models imports torch
-
     try:
         return args._main(args, console)
-    except (CliError, StoreError, UnknownModelError) as error:
+    except (UsageError, StoreError, UnknownModelError) as error:
         console.print(f"[red]error:[/red] {error}")
         return 2
 

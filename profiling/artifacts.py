@@ -3,18 +3,24 @@
 Profiling knows an export only through its manifest: an existing artifact is reused when its
 manifest says the same model, format and precision, the deploy form, the requested input size,
 and the file on disk still has the manifest's sha256. Otherwise the format's exporter
-(``export.<fmt>.export``, parity gate included) writes a new one.
+(:data:`EXPORTERS`: ``export.<fmt>.export``, parity gate included) writes a new one.
 """
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
+from typing import Callable
 
+import models
+from export import coreml as coreml_export, onnx as onnx_export, tflite as tflite_export
 from export.artifact import MANIFEST_SUFFIX, Artifact, load_artifact, sha256_of
+from profiling.errors import UsageError
 
 DEFAULT_ARTIFACTS = Path("artifacts")
-EXPORT_FORMATS = ("onnx", "tflite", "coreml")
+# format -> its exporter, ``export(model, spec, out_dir, **options) -> Artifact`` (parity gate included)
+EXPORTERS: dict[str, Callable[..., Artifact]] = {
+    "onnx": onnx_export.export, "tflite": tflite_export.export, "coreml": coreml_export.export,
+}
 
 
 def spatial_size(artifact: Artifact) -> tuple[int, int]:
@@ -53,10 +59,8 @@ def ensure_artifact(model: str, format_name: str, precision: str = "fp32", input
                     artifacts_dir: Path = DEFAULT_ARTIFACTS, reexport: bool = False,
                     weights: str | None = None) -> tuple[Artifact, bool]:
     """An artifact to measure and whether it was exported now (False: reused from disk)."""
-    import models
-
-    if format_name not in EXPORT_FORMATS:
-        raise ValueError(f"format {format_name!r} has no exporter; choose from {', '.join(EXPORT_FORMATS)}")
+    if format_name not in EXPORTERS:
+        raise UsageError(f"format {format_name!r} has no exporter; choose from {', '.join(EXPORTERS)}")
     spec = models.model_spec(model)
     if input_size is not None:
         spec = spec.with_input_size(*input_size)
@@ -65,9 +69,8 @@ def ensure_artifact(model: str, format_name: str, precision: str = "fp32", input
         found = find_artifact(artifacts_dir, model, format_name, precision, size)
         if found is not None:
             return found, False
-    exporter = importlib.import_module(f"export.{format_name}")
     network = models.create_model(model, weights=weights)
     options = {"precision": precision}
     if input_size is not None:
         options["input_size"] = tuple(input_size)
-    return exporter.export(network, spec, Path(artifacts_dir), **options), True
+    return EXPORTERS[format_name](network, spec, Path(artifacts_dir), **options), True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from profiling.errors import UsageError
 from profiling.result import LatencyResult
 
 BUCKETS = ((2.0, ">=2x"), (1.5, ">=1.5x"), (1.2, ">=1.2x"), (1.1, ">=1.1x"))  # speedup at least -> name
@@ -52,7 +53,7 @@ def compare_runs(run_a: list[LatencyResult], run_b: list[LatencyResult], thresho
                  ) -> tuple[list[Comparison], list[tuple], list[tuple]]:
     """Matched comparisons, plus the keys only in A and only in B."""
     if threshold < 1:
-        raise ValueError(f"the regression threshold is a slowdown ratio >= 1 (1.1 = 10% slower), got {threshold}")
+        raise UsageError(f"the regression threshold is a slowdown ratio >= 1 (1.1 = 10% slower), got {threshold}")
     latest_a = {comparison_key(r): r for r in run_a if r.stats.median_ms}
     latest_b = {comparison_key(r): r for r in run_b if r.stats.median_ms}
     comparisons = []

@@ -32,12 +32,16 @@ import csv
 import json
 import math
 import re
-import shlex
 from datetime import datetime
 from pathlib import Path
 
+from rich.console import Console
+
+from profiling.cli.common import results_table, start_run
+from profiling.errors import UsageError
 from profiling.result import DeviceInfo, LatencyResult, utc_now
 from profiling.stats import LatencyStats, compute_stats
+from profiling.store import Store
 
 SCHEMA = "mobilelat-import/1"
 HELP = f"import latencies measured elsewhere from a JSON or CSV file (schema {SCHEMA}, see profiling/importer.py)"
@@ -54,7 +58,7 @@ KNOWN = set(REQUIRED) | set(TEXT_FIELDS) | set(INT_FIELDS) | set(MS_FIELDS) | se
 MAX_REPORTED_ERRORS = 20
 
 
-class ImportValidationError(ValueError):
+class ImportValidationError(UsageError):
     """The file was rejected; ``errors`` lists (row, field, message)."""
 
     def __init__(self, path: Path, errors: list[tuple[int | None, str, str]]):
@@ -258,7 +262,7 @@ def load_results(path: str | Path, file_format: str = "auto") -> list[LatencyRes
     return results
 
 
-def import_file(path: str | Path, store, run_id: str | None = None, file_format: str = "auto") -> list[int]:
+def import_file(path: str | Path, store: Store, run_id: str | None = None, file_format: str = "auto") -> list[int]:
     """Validate the whole file, then insert every row in one transaction; returns the row ids."""
     results = load_results(path, file_format)
     for result in results:
@@ -276,20 +280,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
 
 
-def main(args: argparse.Namespace, console) -> int:
-    from profiling.cli.common import CliError, results_table
-    from profiling.store import Store
-
-    try:
-        results = load_results(args.file, args.input_format)
-    except ImportValidationError as error:
-        raise CliError(str(error)) from None
+def main(args: argparse.Namespace, console: Console) -> int:
+    results = load_results(args.file, args.input_format)  # an ImportValidationError is a UsageError: exit 2
     if args.dry_run:
         console.print(f"{args.file}: {len(results)} valid record(s); nothing written (--dry-run)")
         return 0
     with Store(args.db) as store:
-        run_id = store.start_run(label=args.label or f"import {args.file.name}",
-                                 command="python -m profiling " + shlex.join(args.argv))
+        run_id = start_run(store, args, args.label or f"import {args.file.name}")
         for result in results:
             result.run_id = run_id
         store.insert_many(results)

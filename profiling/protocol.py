@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from profiling.errors import UsageError
 from profiling.stats import DEFAULT_MAX_CV, DEFAULT_MAX_DRIFT, StabilityThresholds
 
 
@@ -50,7 +51,7 @@ class MeasureSettings:
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)}")
         if problems:
-            raise ValueError("invalid measurement settings: " + ", ".join(problems)
+            raise UsageError("invalid measurement settings: " + ", ".join(problems)
                              + " (counts and rounds must be >= 1, times and thresholds >= 0)")
 
     def thresholds(self) -> StabilityThresholds:

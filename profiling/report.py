@@ -20,7 +20,10 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import models
+from profiling.errors import UsageError
 from profiling.result import LatencyResult
 from profiling.stats import spearman
 
@@ -33,15 +36,13 @@ class ModelFacts:
 
     top1: float | None  # published ImageNet-1k top-1, percent
     published_latency_ms: float | None  # the paper's device latency
-    published_latency_device: str | None
+    published_latency_device: str | None  # where the paper measured it ("iPhone 12")
     gmacs: float | None  # reference GMACs, used when a measurement carries no MAC count
     params_m: float | None  # reference parameters, millions
 
 
 def model_facts(name: str) -> ModelFacts:
     """Published figures from the registry; all ``None`` for a name the registry does not know."""
-    import models
-
     try:
         spec = models.model_spec(name)
     except models.UnknownModelError:
@@ -101,7 +102,7 @@ def correlations(grouped: dict[str, dict[str, LatencyResult]], facts: dict[str, 
     return rows
 
 
-def _write_atomic(path: Path, write) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(temp_path)``, then rename the temp file onto ``path``."""
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(handle)
@@ -116,7 +117,8 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
-def _fmt(value, pattern: str = "{:.3f}") -> str:
+def fmt(value: float | int | None, pattern: str = "{:.3f}") -> str:
+    """A table cell: ``value`` formatted with ``pattern``, ``-`` when it is missing or NaN."""
     return "-" if value is None or value != value else pattern.format(value)
 
 
@@ -124,7 +126,7 @@ def build_report(results: list[LatencyResult], out_dir: str | Path, title: str =
                  source: str = "") -> Path:
     """Write ``report.md`` and its PNG plots into ``out_dir``; returns the markdown path."""
     if not results:
-        raise ValueError("no measurements to report; run `python -m profiling run MODEL` first or widen the filters")
+        raise UsageError("no measurements to report; run `python -m profiling run MODEL` first or widen the filters")
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -134,7 +136,7 @@ def build_report(results: list[LatencyResult], out_dir: str | Path, title: str =
     out_dir.mkdir(parents=True, exist_ok=True)
     grouped = latest_per_configuration(results)
     if not grouped:
-        raise ValueError("none of the selected measurements has a median latency to report")
+        raise UsageError("none of the selected measurements has a median latency to report")
     model_order = list(dict.fromkeys(r.model for r in results))
     facts = {m: model_facts(m) for m in model_order}
     labels = sorted(grouped)
@@ -180,7 +182,7 @@ def build_report(results: list[LatencyResult], out_dir: str | Path, title: str =
                 continue
             rho = rho_by_label[label][rho_index]
             axis.scatter([p[0] for p in points], [p[1] for p in points],
-                         label=f"{label} (Spearman {_fmt(rho, '{:+.2f}')})")
+                         label=f"{label} (Spearman {fmt(rho, '{:+.2f}')})")
             for x, y, model in points:
                 axis.annotate(model, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
         axis.set_xlabel(xlabel)
@@ -217,7 +219,10 @@ def build_report(results: list[LatencyResult], out_dir: str | Path, title: str =
     return report_path
 
 
-def _markdown(title, source, results, grouped, labels, model_order, facts, rho_rows, fronts, plots) -> str:
+def _markdown(title: str, source: str, results: list[LatencyResult], grouped: dict[str, dict[str, LatencyResult]],
+              labels: list[str], model_order: list[str], facts: dict[str, ModelFacts],
+              rho_rows: list[tuple[str, int, float | None, float | None]],
+              fronts: dict[str, list[tuple[str, float, float]]], plots: dict[str, Path]) -> str:
     lines = [f"# {title}", ""]
     if source:
         lines += [source, ""]
@@ -240,8 +245,8 @@ def _markdown(title, source, results, grouped, labels, model_order, facts, rho_r
                 continue
             s = result.stats
             stable = "UNSTABLE: " + "; ".join(s.unstable_reasons) if s.unstable else "yes"
-            lines.append(f"| {model} | {label} | {_fmt(s.median_ms)} | {_fmt(s.trimmed_mean_ms)} | "
-                         f"{_fmt(s.p90_ms)} | {_fmt(s.cv)} | {s.count} | {stable} |")
+            lines.append(f"| {model} | {label} | {fmt(s.median_ms)} | {fmt(s.trimmed_mean_ms)} | "
+                         f"{fmt(s.p90_ms)} | {fmt(s.cv)} | {s.count} | {stable} |")
 
     lines += ["", "## Do MACs or parameters predict latency here?", "",
               "Spearman rank correlation between median latency and GMACs / parameters, per configuration "
@@ -249,7 +254,7 @@ def _markdown(title, source, results, grouped, labels, model_order, facts, rho_r
               f"{MIN_MODELS_FOR_SPEARMAN} models).", "",
               "| configuration | models | Spearman vs GMACs | Spearman vs params |", "|---|---:|---:|---:|"]
     for label, count, rho_macs, rho_params in rho_rows:
-        lines.append(f"| {label} | {count} | {_fmt(rho_macs, '{:+.3f}')} | {_fmt(rho_params, '{:+.3f}')} |")
+        lines.append(f"| {label} | {count} | {fmt(rho_macs, '{:+.3f}')} | {fmt(rho_params, '{:+.3f}')} |")
     lines += ["", "![latency vs GMACs](latency_vs_gmacs.png) ![latency vs params](latency_vs_params.png)", ""]
 
     lines += ["## Accuracy against latency", "", "![top-1 vs latency](top1_vs_latency.png)", ""]
@@ -267,8 +272,8 @@ def _markdown(title, source, results, grouped, labels, model_order, facts, rho_r
               "|---|---:|---|" + "---:|" * len(labels)]
     for model in model_order:
         f = facts[model]
-        cells = [_fmt(grouped[label][model].stats.median_ms) if model in grouped[label] else "-" for label in labels]
-        lines.append(f"| {model} | {_fmt(f.published_latency_ms, '{:g}')} | {f.published_latency_device or '-'} | "
+        cells = [fmt(grouped[label][model].stats.median_ms) if model in grouped[label] else "-" for label in labels]
+        lines.append(f"| {model} | {fmt(f.published_latency_ms, '{:g}')} | {f.published_latency_device or '-'} | "
                      + " | ".join(cells) + " |")
     lines += ["", "Plots: " + ", ".join(sorted(plots)), ""]
     return "\n".join(lines)

@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from export.artifact import git_commit
+from export.artifact import Artifact, git_commit
 from profiling.protocol import MeasureSettings, ProtocolSamples
 from profiling.stats import LatencyStats, compute_stats
-
 
 
 @dataclass
@@ -70,14 +69,6 @@ class LatencyResult:
     created_at: str = ""  # ISO-8601 UTC
     id: int | None = None  # row id once stored
 
-    @property
-    def median_ms(self) -> float | None:
-        return self.stats.median_ms
-
-    @property
-    def runs(self) -> int:
-        return self.stats.count
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -122,20 +113,23 @@ def host_device() -> DeviceInfo:
                       extra={"python": platform.python_version()})
 
 
+def artifact_provenance(artifact: Artifact | None) -> dict:
+    """The ``LatencyResult`` fields an artifact's manifest fills (sha256, path, params, MACs, deploy form)."""
+    if artifact is None:
+        return {}
+    return dict(artifact_sha256=artifact.sha256, artifact_path=str(artifact.path), params=artifact.params,
+                macs=artifact.macs, reparameterized=artifact.reparameterized)
+
+
 def result_from_samples(*, samples: ProtocolSamples, settings: MeasureSettings, model: str, format: str,
                         precision: str, runtime: str, runtime_version: str, input_shape: list[int],
-                        device: DeviceInfo | None = None, artifact=None, **fields) -> LatencyResult:
+                        device: DeviceInfo | None = None, artifact: Artifact | None = None,
+                        **fields) -> LatencyResult:
     """A ``LatencyResult`` from the protocol's samples; provenance copied from ``artifact`` if given.
 
-    ``artifact`` is an ``export.artifact.Artifact`` (sha256, params, MACs, reparameterized, path);
     ``fields`` sets any other ``LatencyResult`` field (compute_unit, extra, params, ...).
     """
-    provenance = {}
-    if artifact is not None:
-        provenance = dict(artifact_sha256=artifact.sha256, artifact_path=str(artifact.path),
-                          params=artifact.params, macs=artifact.macs,
-                          reparameterized=artifact.reparameterized)
-    provenance.update(fields)
+    provenance = artifact_provenance(artifact) | fields
     provenance.setdefault("threads", settings.threads)
     return LatencyResult(
         model=model, format=format, precision=precision, runtime=runtime, runtime_version=runtime_version,

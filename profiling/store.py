@@ -1,16 +1,20 @@
 """The results store: SQLite, one row per measurement, schema versioned with ordered migrations.
 
 Default file ``results/latency.db`` (every CLI takes ``--db PATH``). The schema version is
-``PRAGMA user_version``; :data:`MIGRATIONS` lists the steps in order, each run once inside a
-transaction, so an old file is upgraded in place the first time a newer mobilelat opens it (and a
+``PRAGMA user_version``; :data:`MIGRATIONS` lists the steps in order, each a list of SQL
+statements run once inside one transaction (executed one by one, never split from a script), so an old file is upgraded in place the first time a newer mobilelat opens it (and a
 file from a NEWER mobilelat is refused rather than misread).
 
 Concurrency: the database runs in WAL mode with a busy timeout; every write is one
 ``BEGIN IMMEDIATE`` transaction, retried with jittered back-off while another process holds the
 write lock. A row appears whole or not at all, and two processes writing at once lose nothing.
 
+The store records what it is given: provenance (the commit, the device a run measured on) comes
+from the caller, never from probing git or the host here.
+
     with Store("results/latency.db") as store:
-        run_id = store.start_run(label="nightly", command="python -m profiling run ...")
+        run_id = store.start_run(label="nightly", command="python -m profiling run ...",
+                                 git_commit=commit, device_name="AMD EPYC 7B13")
         result.run_id = run_id
         row_id = store.insert(result)               # LatencyResult -> one row
         rows = store.query(model="repvit_m1", runtime="onnxruntime")
@@ -24,14 +28,14 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
-from export.artifact import git_commit
-from profiling.result import DeviceInfo, LatencyResult, host_device, new_run_id, utc_now
+from profiling.result import DeviceInfo, LatencyResult, new_run_id, utc_now
 from profiling.stats import LatencyStats
 
 DEFAULT_DB = Path("results/latency.db")
 T = TypeVar("T")
 
-_V1_MEASUREMENTS = """
+_V1_MEASUREMENTS = [
+    """
 CREATE TABLE measurements (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created_at TEXT NOT NULL,            -- ISO-8601 UTC
@@ -77,12 +81,14 @@ CREATE TABLE measurements (
     macs INTEGER,
     settings TEXT NOT NULL,              -- JSON: the MeasureSettings used
     extra TEXT NOT NULL                  -- JSON: op profile, load time, temperatures, ...
-);
-CREATE INDEX measurements_model ON measurements (model, format, runtime);
-CREATE INDEX measurements_run ON measurements (run_id);
-"""
+)
+""",
+    "CREATE INDEX measurements_model ON measurements (model, format, runtime)",
+    "CREATE INDEX measurements_run ON measurements (run_id)",
+]
 
-_V2_RUNS = """
+_V2_RUNS = [
+    """
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
     started_at TEXT NOT NULL,
@@ -90,14 +96,18 @@ CREATE TABLE runs (
     command TEXT NOT NULL DEFAULT '',
     git_commit TEXT,
     device_name TEXT
-);
+)
+""",
+    """
 INSERT INTO runs (run_id, started_at, git_commit, device_name)
     SELECT run_id, MIN(created_at), MIN(git_commit), MIN(device_name)
-    FROM measurements WHERE run_id IS NOT NULL GROUP BY run_id;
-"""
+    FROM measurements WHERE run_id IS NOT NULL GROUP BY run_id
+""",
+]
 
-# Ordered: MIGRATIONS[i] takes a database from version i to version i + 1. Append, never edit.
-MIGRATIONS: list[str] = [_V1_MEASUREMENTS, _V2_RUNS]
+# Ordered: MIGRATIONS[i] takes a database from version i to version i + 1, one statement per item,
+# all in one transaction. Append, never edit.
+MIGRATIONS: list[list[str]] = [_V1_MEASUREMENTS, _V2_RUNS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
@@ -176,9 +186,8 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
             if version >= target:
                 connection.execute("COMMIT")
                 return version
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    connection.execute(statement)
+            for statement in MIGRATIONS[version]:
+                connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {version + 1}")
             connection.execute("COMMIT")
         except BaseException:
@@ -257,10 +266,14 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str | None = None, label: str = "", command: str = "") -> str:
-        """Record a run (a sweep of measurements) and return its id; an existing id is kept as is."""
+    def start_run(self, run_id: str | None = None, label: str = "", command: str = "",
+                  git_commit: str | None = None, device_name: str | None = None) -> str:
+        """Record a run (a sweep of measurements) and return its id; an existing id is kept as is.
+
+        ``git_commit`` and ``device_name`` are the caller's provenance for the run, stored as given.
+        """
         run_id = run_id or new_run_id()
-        values = (run_id, utc_now(), label, command, git_commit(), host_device().name)
+        values = (run_id, utc_now(), label, command, git_commit, device_name)
         self._write(lambda c: c.execute(
             "INSERT OR IGNORE INTO runs (run_id, started_at, label, command, git_commit, device_name) "
             "VALUES (?, ?, ?, ?, ?, ?)", values))

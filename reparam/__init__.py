@@ -8,8 +8,13 @@ returns an equal copy (idempotent).
 The protocol: a block that knows how to simplify itself defines ``reparameterize(self) -> nn.Module``
 (returning ``self`` when nothing is left to fold). Models with no hand-written hook still get the
 generic passes (conv->BN and BN->unpadded conv, by module structure and by ``torch.fx``).
-The math lives in ``reparam.fuse`` (pure functions on tensors), the surgery in ``reparam.passes``,
-the before/after accounting in ``reparam.summary``. ``python -m reparam NAME`` is the CLI.
+The math lives in ``reparam.fuse`` (pure functions on tensors), the layers built from its results
+in ``reparam.layers``, the surgery in ``reparam.passes``, the before/after accounting in
+``reparam.summary``. ``python -m reparam NAME`` is the CLI.
+
+reparam sits under ``models``: it imports no model family (the model blocks' hooks import it), so
+either can be imported at module top without a cycle. Only the CLI (``reparam/__main__.py``,
+imported by nobody) builds registered models.
 """
 from __future__ import annotations
 

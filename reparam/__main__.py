@@ -22,6 +22,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import models
+import reparam
+from reparam.summary import ReparamSummary
+
 RELATIVE_TOLERANCE = 1e-5  # max abs error allowed, as a fraction of max |training-form output|
 
 
@@ -66,7 +70,7 @@ def save_atomically(state: dict, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _table(name: str, result) -> Table:
+def _table(name: str, result: ReparamSummary) -> Table:
     table = Table(title=f"{name}: training form -> deploy form")
     for column, justify in (("", "left"), ("before", "right"), ("after", "right")):
         table.add_column(column, justify=justify)
@@ -78,9 +82,6 @@ def _table(name: str, result) -> Table:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
-    import models
-    import reparam
-
     try:
         spec = models.model_spec(args.name)
         training = models.create_model(args.name, weights=args.weights)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers import conv2d_from
 from reparam.fuse import fold_bn_into_following_conv, fuse_bn_tensors
+from reparam.layers import conv_from
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _Conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -55,23 +55,11 @@ def _unpadded(conv: nn.Module) -> bool:
     return padding == "valid" or all(p == 0 for p in (padding if isinstance(padding, tuple) else (padding,)))
 
 
-def _layer_from(template: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
-    if isinstance(template, nn.Conv2d):
-        return conv2d_from(template, weight, bias)
-    layer = type(template)(template.in_channels, template.out_channels, template.kernel_size, template.stride,
-                           template.padding, template.dilation, template.groups, bias=True,
-                           padding_mode=template.padding_mode, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        layer.bias.copy_(bias)
-    return layer
-
-
 def fold_layer_then_bn(layer: nn.Module, bn: nn.Module) -> nn.Module | None:
     """One conv equal to ``bn(conv(x))``, or None where that is not an exact fold."""
     if not isinstance(layer, _Conv) or not _foldable_bn(bn) or layer.out_channels != bn.num_features:
         return None
-    return _layer_from(layer, *fuse_bn_tensors(layer.weight, layer.bias, bn)).train(layer.training)
+    return conv_from(layer, *fuse_bn_tensors(layer.weight, layer.bias, bn)).train(layer.training)
 
 
 def fold_bn_then_layer(bn: nn.Module, layer: nn.Module) -> nn.Module | None:
@@ -81,7 +69,7 @@ def fold_bn_then_layer(bn: nn.Module, layer: nn.Module) -> nn.Module | None:
     if layer.in_channels != bn.num_features:
         return None
     weight, bias = fold_bn_into_following_conv(bn, layer.weight, layer.bias, groups=layer.groups)
-    return _layer_from(layer, weight, bias).train(layer.training)
+    return conv_from(layer, weight, bias).train(layer.training)
 
 
 def fold_containers(model: nn.Module) -> int:
@@ -126,7 +114,7 @@ def fold_traced(model: nn.Module) -> tuple[int, str | None]:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
 
-    def single_module_call(node) -> nn.Module | None:
+    def single_module_call(node: torch.fx.Node) -> nn.Module | None:
         if node.op != "call_module" or calls[node.target] != 1:
             return None
         return model.get_submodule(node.target)

@@ -84,7 +84,7 @@ def _layer_scales(model: nn.Module) -> int:
 
 def summary(before: nn.Module, after: nn.Module) -> ReparamSummary:
     """Compare a training-form model with its deploy form (see ``ReparamSummary``)."""
-    def count(model: nn.Module, kind) -> int:
+    def count(model: nn.Module, kind: type | tuple[type, ...]) -> int:
         return sum(1 for m in model.modules() if isinstance(m, kind))
 
     return ReparamSummary(

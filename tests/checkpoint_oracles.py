@@ -53,7 +53,8 @@ def source_state_dict(oracle_id: str) -> dict[str, torch.Tensor]:
     state = {}
     for key, shape, dtype in oracle(oracle_id)["keys"]:
         if dtype.startswith("float"):
-            state[key] = torch.from_numpy(np.ascontiguousarray(fill(key, tuple(shape)), dtype=np.float64).reshape(shape))
+            values = np.ascontiguousarray(fill(key, tuple(shape)), dtype=np.float64)
+            state[key] = torch.from_numpy(values.reshape(shape))
         else:
             state[key] = torch.zeros(shape, dtype=getattr(torch, dtype))
     return state

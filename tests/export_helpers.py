@@ -1,16 +1,15 @@
-"""Helpers shared by the export tests: a model whose every branch carries signal."""
+"""Helpers shared by the export tests: a model whose every branch carries signal, and this checkout's commit."""
 from __future__ import annotations
 
-import pytest
+import subprocess
+from pathlib import Path
+
 import torch
 from torch import nn
 
 import models
-import reparam
 
-# Export reparameterizes by default; until reparam.reparameterize (issue 3) lands, those tests skip, saying why.
-needs_reparam = pytest.mark.skipif(not hasattr(reparam, "reparameterize"),
-                                   reason="reparam.reparameterize (issue 3) has not landed; export uses it by default")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
@@ -35,3 +34,14 @@ def randomize_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
 def signal_model(name: str) -> nn.Module:
     """A registered model with randomized BatchNorm (see ``randomize_batchnorm``)."""
     return randomize_batchnorm(models.create_model(name))
+
+
+def head_commit() -> str | None:
+    """This checkout's HEAD, with ``-dirty`` when tracked files differ from it (as manifests record it);
+    None outside a git checkout."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("-dirty" if dirty else "")

@@ -13,8 +13,8 @@ from profiling.android.adb import (DeviceNoPermissions, DeviceOffline, DeviceUna
                                    choose_device, parse_devices)
 from profiling.android.parsers import (BenchmarkOutputError, parse_benchmark_model, parse_ort_perf_test,
                                        parse_stat_line, strip_log_prefixes)
-from profiling.android.thermal import (ThermalReading, ThermalSettings, parse_battery_temperature,
-                                       parse_zone_lines, thermal_record)
+from profiling.android.thermal import (CooldownRecord, ThermalReading, ThermalRecord, ThermalSettings,
+                                       parse_battery_temperature, parse_zone_lines, thermal_record)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_outputs"
 pytestmark = pytest.mark.fast
@@ -190,6 +190,39 @@ def test_thermal_record_flags_a_rise_past_the_limit():
     before = ThermalReading(battery_c=30.0, zones_c={"cpu": 40.0})
     after = ThermalReading(battery_c=31.0, zones_c={"cpu": 46.5})
     record = thermal_record(before, after, ThermalSettings(max_rise_c=5.0))
-    assert record["rise_c"] == pytest.approx(6.5) and record["rose_past_limit"] is True
+    assert record.rise_c == pytest.approx(6.5) and record.rose_past_limit is True and record.max_rise_c == 5.0
     calm = thermal_record(before, ThermalReading(battery_c=30.5, zones_c={"cpu": 43.0}), ThermalSettings(max_rise_c=5.0))
-    assert calm["rise_c"] == pytest.approx(3.0) and calm["rose_past_limit"] is False
+    assert calm.rise_c == pytest.approx(3.0) and calm.rose_past_limit is False
+    unknown = thermal_record(ThermalReading(battery_c=None), after, ThermalSettings(max_rise_c=5.0))
+    assert unknown.rise_c is None and unknown.rose_past_limit is False  # nothing read before: no verdict
+
+
+# extra["thermal"] exactly as results stored before the record was a dataclass (a dict built by hand)
+STORED_THERMAL = {
+    "before": {"battery_c": 30.0, "zones_c": {"thermal_zone0 cpu": 40.0}, "taken_at_s": 1700000000.0,
+               "hottest_c": 40.0},
+    "after": {"battery_c": 31.0, "zones_c": {"thermal_zone0 cpu": 46.5}, "taken_at_s": 1700000030.0,
+              "hottest_c": 46.5},
+    "rise_c": 6.5, "max_rise_c": 5.0, "rose_past_limit": True,
+    "cooldown": {"target_c": None, "start_c": 40.0, "waited_s": 0.0, "timed_out": False},
+}
+
+
+@pytest.mark.parametrize("cooldown", [STORED_THERMAL["cooldown"], None,
+                                      {"target_c": 38.0, "start_c": 41.0, "waited_s": 20.5, "timed_out": False,
+                                       "end_c": 37.9}])
+def test_thermal_record_keeps_the_stored_shape(cooldown):
+    stored = STORED_THERMAL | {"cooldown": cooldown}
+    record = ThermalRecord.from_dict(stored)
+    assert record.after.hottest_c == 46.5 and record.before.zones_c == {"thermal_zone0 cpu": 40.0}
+    assert record.to_dict() == stored  # rows written before and after read and write alike
+    assert (record.cooldown is None) == (cooldown is None)
+    if cooldown and "end_c" not in cooldown:
+        assert record.cooldown.end_c is None  # no wait happened, so no end reading was stored
+
+
+def test_a_fresh_record_is_stored_in_that_shape():
+    before = ThermalReading(battery_c=30.0, zones_c={"thermal_zone0 cpu": 40.0}, taken_at_s=1700000000.0)
+    after = ThermalReading(battery_c=31.0, zones_c={"thermal_zone0 cpu": 46.5}, taken_at_s=1700000030.0)
+    cooldown = CooldownRecord(target_c=None, start_c=40.0)
+    assert thermal_record(before, after, ThermalSettings(max_rise_c=5.0), cooldown).to_dict() == STORED_THERMAL

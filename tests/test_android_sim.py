@@ -2,7 +2,8 @@
 
 The simulator's ``benchmark_model`` really runs the pushed .tflite with ai-edge-litert (and its
 ``onnxruntime_perf_test`` the .onnx with onnxruntime), so the figures checked here were measured.
-One tiny model (conv, relu, pool, linear on 3x32x32) is converted once per module.
+One tiny model (tests/profiling_helpers.py: conv, relu, conv, pool, linear on 3x32x32) is converted
+once per module, without manifests (files as a user would hand them over).
 """
 from __future__ import annotations
 
@@ -10,39 +11,25 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
+from profiling.__main__ import main as cli
 from profiling.android.adb import (Adb, AdbNotFound, AdbTimeout, DeviceLost, DeviceNoPermissions, DeviceOffline,
                                    DeviceUnauthorized, NoDeviceError, RemoteCommandError, AdbError)
 from profiling.android.parsers import BenchmarkOutputError
 from profiling.android.runner import (BenchmarkOptions, big_core_mask, find_binary, run_benchmark_apk,
                                       run_benchmark_model, run_ort_perf_test, to_latency_result)
 from profiling.android.thermal import ThermalSettings, read_temperatures, wait_for_cooldown
+from profiling.store import Store
+from profiling_helpers import save_onnx, save_tflite
 from tests.device_sim import make_sandbox
 
 QUICK = dict(num_runs=5, warmup_runs=1, min_secs=0.0)
 
 
-class Tiny(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-        self.head = torch.nn.Linear(8, 10)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    litert_torch = pytest.importorskip("litert_torch", reason="litert-torch converts the tiny test model")
     folder = tmp_path_factory.mktemp("tiny")
-    model = Tiny().eval()
-    example = (torch.randn(1, 3, 32, 32),)
-    litert_torch.convert(model, example).export(str(folder / "tiny.tflite"))
-    torch.onnx.export(model, example, str(folder / "tiny.onnx"), input_names=["image"], output_names=["logits"],
-                      dynamo=False)
-    return {"tflite": folder / "tiny.tflite", "onnx": folder / "tiny.onnx"}
+    return {"tflite": save_tflite(folder / "tiny.tflite"), "onnx": save_onnx(folder / "tiny.onnx")}
 
 
 @pytest.fixture
@@ -167,7 +154,7 @@ def test_benchmark_model_end_to_end(phone, tiny_models):
     assert parsed.peak_memory_mb > 0
     op_types = {row.node_type for row in parsed.op_tables["by_node_type"]}
     assert "CONV_2D" in op_types and len(parsed.op_tables["run_order"]) >= 3
-    assert run.thermal["rise_c"] == 0 and not run.thermal["rose_past_limit"]
+    assert run.thermal.rise_c == 0 and not run.thermal.rose_past_limit
 
     result = to_latency_result(run, device=adb.device_info(), model="tiny", format="tflite", precision="fp32",
                                options=options, model_path=tiny_models["tflite"])
@@ -176,8 +163,6 @@ def test_benchmark_model_end_to_end(phone, tiny_models):
     assert result.stats.median_ms == pytest.approx(parsed.inference.percentiles_ms["median"])
     assert result.threads == 2 and result.compute_unit == "xnnpack" and result.runtime == "benchmark_model"
     assert result.extra["thermal"]["before"]["battery_c"] == pytest.approx(31.2)
-
-    from profiling.store import Store
 
     with Store(phone / "latency.db") as store:
         row_id = store.insert(result)
@@ -252,8 +237,8 @@ def test_rising_temperature_is_flagged_and_cooldown_gives_up(phone, tiny_models,
     options = BenchmarkOptions(**QUICK)
     run = run_benchmark_model(adb, tiny_models["tflite"], phone / "bin" / "benchmark_model", options,
                               ThermalSettings(max_rise_c=5.0))
-    assert run.thermal["rise_c"] == pytest.approx(8.0) and run.thermal["rose_past_limit"]
-    assert run.thermal["after"]["battery_c"] == pytest.approx(31.2 + 8.0)
+    assert run.thermal.rise_c == pytest.approx(8.0) and run.thermal.rose_past_limit
+    assert run.thermal.after.battery_c == pytest.approx(31.2 + 8.0)
     result = to_latency_result(run, device=adb.device_info(), model="tiny", format="tflite", precision="fp32",
                                options=options)
     assert result.stats.unstable and any("thermal rise 8.0" in r for r in result.stats.unstable_reasons)
@@ -261,9 +246,10 @@ def test_rising_temperature_is_flagged_and_cooldown_gives_up(phone, tiny_models,
     sleeps = []
     record = wait_for_cooldown(adb, ThermalSettings(cooldown_target_c=40.0, cooldown_max_wait_s=0.3,
                                                     poll_interval_s=0.1), sleep=lambda s: (sleeps.append(s), time.sleep(s)))
-    assert record["timed_out"] and record["start_c"] == pytest.approx(46.5) and sleeps
+    assert record.timed_out and record.start_c == pytest.approx(46.5) and sleeps
+    assert record.end_c == pytest.approx(46.5) and 0.3 <= record.waited_s < 5
     cool = wait_for_cooldown(adb, ThermalSettings(cooldown_target_c=50.0, cooldown_max_wait_s=5))
-    assert not cool["timed_out"] and cool["waited_s"] == 0
+    assert not cool.timed_out and cool.waited_s == 0 and cool.end_c == pytest.approx(46.5)
     assert read_temperatures(adb).zones_c["thermal_zone0 cpu-0-0-usr"] == pytest.approx(46.5)
 
 
@@ -305,13 +291,10 @@ def test_onnxruntime_perf_test(phone, tiny_models):
 
 
 def test_cli_android_end_to_end(phone, tiny_models, capsys):
-    from profiling.__main__ import main
-    from profiling.store import Store
-
     db = phone / "cli.db"
-    status = main(["android", str(tiny_models["tflite"]), "--serial", "SIM0001", "--binary",
-                   str(phone / "bin" / "benchmark_model"), "--runs", "5", "--min-secs", "0", "--gpu",
-                   "--threads", "1,2", "--db", str(db)])
+    status = cli(["android", str(tiny_models["tflite"]), "--serial", "SIM0001", "--binary",
+                  str(phone / "bin" / "benchmark_model"), "--runs", "5", "--min-secs", "0", "--gpu",
+                  "--threads", "1,2", "--db", str(db)])
     output = capsys.readouterr().out
     assert status == 0, output
     assert "Pixel 7" in output
@@ -323,18 +306,16 @@ def test_cli_android_end_to_end(phone, tiny_models, capsys):
 
 
 def test_cli_android_errors(phone, tiny_models, monkeypatch, capsys):
-    from profiling.__main__ import main
-
     base = ["android", str(tiny_models["tflite"]), "--db", str(phone / "e.db")]
-    assert main(base) == 2
+    assert cli(base) == 2
     assert "--binary PATH" in capsys.readouterr().out
-    assert main(base + ["--apk", "--pin-big-cores"]) == 2
+    assert cli(base + ["--apk", "--pin-big-cores"]) == 2
     assert "taskset" in capsys.readouterr().out
-    assert main(base + ["--formats", "onnx"]) == 2  # a registry name would need --ort-binary too
+    assert cli(base + ["--formats", "onnx"]) == 2  # a registry name would need --ort-binary too
     assert "--ort-binary" in capsys.readouterr().out
     monkeypatch.setenv("ADB_SIM_FAULT", "unauthorized")
-    assert main(base + ["--binary", str(phone / "bin" / "benchmark_model")]) == 2
+    assert cli(base + ["--binary", str(phone / "bin" / "benchmark_model")]) == 2
     assert "unauthorized" in capsys.readouterr().out
     monkeypatch.setenv("ADB_SIM_FAULT", "garbage")
-    assert main(base + ["--binary", str(phone / "bin" / "benchmark_model")]) == 1  # the job failed, reported
+    assert cli(base + ["--binary", str(phone / "bin" / "benchmark_model")]) == 1  # the job failed, reported
     assert "could not read benchmark_model's result" in capsys.readouterr().out

@@ -6,20 +6,28 @@ and runs it back, registered in the capability and tolerance tables for the test
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import models
-from export_helpers import needs_reparam, signal_model  # tests/ is on sys.path
+import reparam
 from export import load_artifact
-from export.capabilities import CAPABILITIES, Capability, UnsupportedOptionError, check_options
-from export.common import (ExportError, ExportOptions, FormatHandler, InputSizeError, MissingDependencyError,
-                           ParityError, artifact_path, export_model, failing_component, require, sha256_of)
+from export.artifact import sha256_of
+from export.capabilities import CAPABILITIES, Capability, check_options, options_for, require
+from export.common import artifact_path, export_model, failing_component
+from export.errors import (ExportError, InputSizeError, MissingDependencyError, ParityError,
+                           UnsupportedOptionError)
+from export.formats import HANDLERS
+from export.options import CoreMLOptions, ExportOptions, OnnxOptions, TFLiteOptions
 from export.parity import TOLERANCES, Tolerance, check_parity, compare
+from export_helpers import head_commit, signal_model  # tests/ is on sys.path
+from models.complexity import count_macs
 
 pytestmark = pytest.mark.fast
 
@@ -31,28 +39,51 @@ def _save(model, spec, tmp_path, options):
     torch.save(model, tmp_path)
 
 
-def _runner(perturbation: float = 0.0):
-    def run(path, inputs, spec, options):
+@dataclasses.dataclass
+class TorchSave:
+    """The test format: ``torch.save`` the module, run it back, optionally perturb one logit."""
+
+    convert_with: object = _save  # (model, spec, tmp_path, options) -> None
+    perturbation: float = 0.0  # added to output[0, 7] of every input
+    name: str = "torchsave"
+
+    def convert(self, model, spec, tmp_path, options):
+        self.convert_with(model, spec, tmp_path, options)
+
+    def run(self, path, inputs, spec, options):
         model = torch.load(path, weights_only=False)
         with torch.no_grad():
             outputs = [model(torch.from_numpy(x)).numpy() for x in inputs]
         for output in outputs:
-            output[0, 7] += perturbation
+            output[0, 7] += self.perturbation
         return outputs
-    return run
+
+    def tool_versions(self):
+        return {"torch": torch.__version__}
+
+    def io_details(self, path):
+        return {}
+
+    def input_layout(self, options):
+        return "NCHW"
+
+    def temp_paths(self, tmp_path):
+        return [tmp_path.with_name(tmp_path.name + ".side")]
+
+    def prepare_command_line(self):
+        pass
 
 
 @pytest.fixture
 def torchsave(monkeypatch):
     """Register the test format for one test; returns a handler factory."""
     monkeypatch.setitem(CAPABILITIES, "torchsave", Capability(
-        name="torchsave", suffix=".pt", precisions=("fp32",), default_precision="fp32", options=frozenset(),
+        name="torchsave", suffix=".pt", precisions=("fp32",), options_class=ExportOptions,
         requires=("torch",), install_hint="pip install torch"))
     monkeypatch.setitem(TOLERANCES, ("torchsave", "fp32"), Tolerance(rtol=1e-4, atol=1e-5, reason="test"))
 
     def handler(convert=_save, perturbation=0.0):
-        return FormatHandler(name="torchsave", suffix=".pt", convert=convert, run=_runner(perturbation),
-                             tool_versions=lambda: {"torch": torch.__version__})
+        return TorchSave(convert_with=convert, perturbation=perturbation)
     return handler
 
 
@@ -65,7 +96,6 @@ def _leftovers(directory):
     return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name)
 
 
-@needs_reparam
 def test_export_writes_artifact_and_complete_manifest(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -87,11 +117,13 @@ def test_export_writes_artifact_and_complete_manifest(torchsave, model_and_spec,
     assert manifest["size_bytes"] == artifact.path.stat().st_size
     assert manifest["input_shape"] == [1, 3, *SIZE] and manifest["input_layout"] == "NCHW"
     assert manifest["reparameterized"] is True
-    commit = manifest["git_commit"]
-    assert commit is None or (len(commit.removesuffix("-dirty")) == 40 and int(commit[:40], 16) >= 0)
-    # deploy params are fewer than training-form params (BN folded) and MACs are counted at 64x64
-    assert 0 < manifest["params"] < sum(p.numel() for p in model.parameters())
-    assert manifest["macs"] > 0
+    assert manifest["git_commit"] == head_commit()
+    # deploy params are fewer than training-form params (BN folded); MACs are the deploy form's at 64x64
+    deploy = reparam.reparameterize(model)
+    assert manifest["params"] == sum(p.numel() for p in deploy.parameters())
+    assert manifest["params"] < sum(p.numel() for p in model.parameters())
+    assert manifest["macs"] == count_macs(deploy, (1, 3, *SIZE))
+    assert manifest["macs"] < count_macs(deploy, (1, 3, 224, 224))
     parity = manifest["parity"]
     assert parity["passed"] and parity["inputs"] == 3
     assert {c["reference"] for c in parity["comparisons"]} == {"deploy", "training"}
@@ -111,7 +143,6 @@ def test_no_reparam_exports_training_form(torchsave, model_and_spec, tmp_path):
     assert {c["reference"] for c in artifact.parity["comparisons"]} == {"deploy"}
 
 
-@needs_reparam
 def test_forced_parity_failure_leaves_nothing(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     with pytest.raises(ParityError) as raised:
@@ -127,7 +158,6 @@ def test_forced_parity_failure_leaves_nothing(torchsave, model_and_spec, tmp_pat
     assert _leftovers(final.parent) == []
 
 
-@needs_reparam
 def test_failed_export_keeps_previous_artifact(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     first = export_model(torchsave(), model, spec, tmp_path, ExportOptions(input_size=SIZE, quiet=True))
@@ -137,7 +167,6 @@ def test_failed_export_keeps_previous_artifact(torchsave, model_and_spec, tmp_pa
     assert load_artifact(first.path).sha256 == first.sha256
 
 
-@needs_reparam
 def test_zero_tolerance_fails_on_the_training_reference(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     options = ExportOptions(input_size=SIZE, quiet=True, tolerance=Tolerance(rtol=0.0, atol=0.0, reason="test"))
@@ -148,7 +177,6 @@ def test_zero_tolerance_fails_on_the_training_reference(torchsave, model_and_spe
     assert not artifact_path(tmp_path, MODEL, "torchsave", "fp32").exists()
 
 
-@needs_reparam
 def test_converter_failure_names_format_and_op(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
 
@@ -164,12 +192,29 @@ def test_converter_failure_names_format_and_op(torchsave, model_and_spec, tmp_pa
     assert _leftovers(tmp_path / MODEL) == []
 
 
-@needs_reparam
 def test_converter_writing_nothing_is_an_error(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     with pytest.raises(ExportError, match="wrote nothing"):
         export_model(torchsave(convert=lambda *args: None), model, spec, tmp_path,
                      ExportOptions(input_size=SIZE, quiet=True))
+
+
+def test_paths_the_handler_names_are_removed(torchsave, model_and_spec, tmp_path):
+    model, spec = model_and_spec
+
+    def with_side_package(model, spec, tmp_path, options):  # as Core ML's staging package: a directory
+        torch.save(model, tmp_path)
+        side = tmp_path.with_name(tmp_path.name + ".side")
+        side.mkdir()
+        (side / "weights.bin").write_bytes(b"partial")
+
+    expected = [f"{MODEL}.pt", f"{MODEL}.pt.manifest.json"]
+    options = ExportOptions(input_size=SIZE, quiet=True)
+    export_model(torchsave(convert=with_side_package), model, spec, tmp_path, options)
+    assert sorted(p.name for p in (tmp_path / MODEL).iterdir()) == expected
+    with pytest.raises(ParityError):
+        export_model(torchsave(convert=with_side_package, perturbation=1.0), model, spec, tmp_path, options)
+    assert sorted(p.name for p in (tmp_path / MODEL).iterdir()) == expected
 
 
 def test_input_size_the_model_cannot_take(torchsave, tmp_path):
@@ -182,21 +227,51 @@ def test_input_size_the_model_cannot_take(torchsave, tmp_path):
 
 
 def test_unsupported_options_are_errors():
-    with pytest.raises(UnsupportedOptionError, match="--nhwc"):
-        check_options("onnx", ExportOptions(nhwc=True))
+    # another format's option cannot be set: the keyword path names the flag and the format's own
+    with pytest.raises(UnsupportedOptionError, match="onnx export does not take --nhwc; its own options are: "
+                                                     "--dynamic-batch, --opset"):
+        options_for("onnx", nhwc=True)
     with pytest.raises(UnsupportedOptionError, match="--dynamic-batch"):
-        check_options("tflite", ExportOptions(dynamic_batch=True))
+        options_for("tflite", dynamic_batch=True)
+    # an explicitly given default is refused all the same: "set" no longer means "differs from the default"
+    with pytest.raises(UnsupportedOptionError, match="--opset"):
+        options_for("tflite", opset=18)
+    with pytest.raises(UnsupportedOptionError, match="takes OnnxOptions, got TFLiteOptions"):
+        check_options("onnx", TFLiteOptions())
     with pytest.raises(UnsupportedOptionError, match="int8_full"):
-        check_options("onnx", ExportOptions(precision="int8_full"))
+        check_options("onnx", OnnxOptions(precision="int8_full"))
     with pytest.raises(UnsupportedOptionError, match="int8_full"):
-        check_options("tflite", ExportOptions(calibration_dir="/tmp"))
-    check_options("tflite", ExportOptions(precision="int8_full", nhwc=True, calibration_dir="/tmp"))
-    check_options("coreml", ExportOptions(precision="fp16", image_input=True))
+        check_options("tflite", TFLiteOptions(calibration_dir="/tmp"))
+    with pytest.raises(UnsupportedOptionError, match="calibration-count must be positive"):
+        check_options("tflite", TFLiteOptions(precision="int8_full", calibration_count=0))
+    with pytest.raises(UnsupportedOptionError, match="opset 17 or newer, got opset 13"):
+        check_options("onnx", OnnxOptions(opset=13))
+    with pytest.raises(UnsupportedOptionError, match="iOS15; use one of iOS16, iOS17, iOS18"):
+        check_options("coreml", CoreMLOptions(coreml_target="iOS15"))
+    with pytest.raises(UnsupportedOptionError, match="at least 3 seeded inputs"):
+        check_options("onnx", OnnxOptions(parity_inputs=2))
+    check_options("tflite", TFLiteOptions(precision="int8_full", nhwc=True, calibration_dir="/tmp"))
+    check_options("coreml", CoreMLOptions(precision="fp16", image_input=True))
+
+
+def test_each_format_has_its_options_and_one_handler():
+    assert list(HANDLERS) == list(CAPABILITIES)
+    for name, handler in HANDLERS.items():
+        assert handler.name == name
+    own = {name: cap.options for name, cap in CAPABILITIES.items()}
+    assert own == {"onnx": {"dynamic_batch", "opset"}, "coreml": {"image_input", "coreml_target"},
+                   "tflite": {"nhwc", "calibration_dir", "calibration_count"}}
+    # the default precision (no suffix in the file name) is the options class's default
+    assert {name: cap.default_precision for name, cap in CAPABILITIES.items()} == {
+        "onnx": "fp32", "coreml": "fp16", "tflite": "fp32"}
+    common = {f.name for f in dataclasses.fields(ExportOptions)}
+    assert common == {"precision", "input_size", "reparameterize", "parity_inputs", "parity_seed", "tolerance",
+                      "quiet"}
+    for cap in CAPABILITIES.values():  # every field says what it is for
+        assert all(f.metadata["help"] for f in dataclasses.fields(cap.options_class))
 
 
 def test_missing_backend_names_the_install_command(monkeypatch):
-    import sys
-
     monkeypatch.setitem(sys.modules, "onnxslim", None)  # import of a None entry raises ImportError
     with pytest.raises(MissingDependencyError, match="pip install onnx onnxruntime onnxslim"):
         require("onnxslim", "onnx")

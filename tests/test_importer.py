@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from profiling.__main__ import main
+from profiling.errors import UsageError
 from profiling.importer import ImportValidationError, import_file, load_results
 from profiling.store import Store
 
@@ -112,8 +114,7 @@ def test_unknown_suffix_and_missing_file(tmp_path):
 
 
 def test_cli_import_and_dry_run(tmp_path, capsys):
-    from profiling.__main__ import main
-
+    assert issubclass(ImportValidationError, UsageError)  # a bad file is the caller's mistake: exit 2
     good, bad, db = tmp_path / "good.csv", tmp_path / "bad.json", tmp_path / "db.sqlite"
     good.write_text(CSV_TEXT)
     bad.write_text(json.dumps([iphone_record(format="caffe")]))

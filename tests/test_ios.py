@@ -10,10 +10,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
-from profiling.ios.coreml_device import (AppleBenchSettings, AppleToolsUnavailable, choose_device,
+from profiling.__main__ import main
+from profiling.errors import UsageError
+from profiling.ios.coreml_device import (AppleBenchSettings, AppleToolsUnavailable, benchmark, choose_device,
                                          parse_devicectl_hardware, phone_device_info, require_macos,
                                          result_from_measurements)
+from profiling.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 ON_MAC = platform.system() == "Darwin"
@@ -39,8 +43,6 @@ def test_refuses_off_macos(tmp_path, capsys):
         require_macos(for_phone=True)
     with pytest.raises(AppleToolsUnavailable, match="Core ML runs only on macOS"):
         require_macos(for_phone=False)
-    from profiling.__main__ import main
-
     assert main(["ios", "repvit_m0_9", "--mac", "--db", str(tmp_path / "db")]) == 2
     assert "Core ML runs only on macOS" in capsys.readouterr().out
     assert main(["ios", "--list", "--db", str(tmp_path / "db")]) == 2
@@ -73,8 +75,6 @@ def test_result_from_measurements_keeps_every_sample(tmp_path):
     assert result.samples_ms == [predict]
     assert result.stats.median_ms == pytest.approx(float(np.median(predict)))
     assert result.stats.max_ms == 5.0 and result.extra["first_load_ms"] == 120.0
-    from profiling.store import Store
-
     with Store(tmp_path / "db.sqlite") as store:
         stored = store.query(id=store.insert(result))[0]
     assert (stored.device.kind, stored.device.os, stored.compute_unit) == ("ios", "iOS 17.5", "CPU_AND_NE")
@@ -83,17 +83,14 @@ def test_result_from_measurements_keeps_every_sample(tmp_path):
 
 @pytest.mark.fast
 def test_settings_are_checked():
-    with pytest.raises(ValueError, match="iterations >= 1"):
+    with pytest.raises(UsageError, match="iterations >= 1"):
         AppleBenchSettings(iterations=0)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not ON_MAC, reason="Core ML predictions run only on macOS")
 def test_benchmark_on_this_mac(tmp_path):
-    import coremltools as ct
-    import torch
-
-    from profiling.ios.coreml_device import benchmark
+    import coremltools as ct  # only imported where Core ML runs: on the Mac
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
     example = (torch.randn(1, 3, 32, 32),)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -11,10 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from profiling.__main__ import main as cli
+from export.artifact import git_commit
+from profiling.__main__ import build_parser, main as cli
 from profiling.artifacts import find_artifact
+from profiling.cli.common import CliError, input_size
+from profiling.cli.run import CONFIGURATIONS, plan_jobs
+from profiling.result import host_device
+from profiling.runners import RUNNERS
 from profiling.store import Store
-from test_profiling_runners import tiny_onnx
+from profiling_helpers import tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--runs", "5", "--min-secs", "0", "--warmup", "1", "--warmup-secs", "0", "--rounds", "2"]
@@ -44,6 +50,9 @@ def test_run_reuses_a_matching_artifact_and_show_reads_it_back(artifacts_dir, tm
     assert all(r.artifact_sha256 == sha and r.extra["exported_now"] is False for r in results)
     assert all(r.stats.count == 10 and r.input_shape == [1, 3, 32, 32] for r in results)
     assert run["label"] == "cli test" and run["measurements"] == 2 and "--threads 1,2" in run["command"]
+    # the CLI hands the store its provenance: the same full commit as each result, and this host
+    assert run["git_commit"] == git_commit() == results[0].git_commit
+    assert run["device_name"] == host_device().name == results[0].device.name
     capsys.readouterr()
 
     assert cli(["show", "--db", str(db), "--as", "json", "--run", "latest"]) == 0
@@ -132,15 +141,45 @@ def test_end_to_end_export_measure_report(tmp_path):
 @pytest.mark.parametrize("tokens,expected", [(["256"], (256, 256)), (["256", "320"], (256, 320)),
                                              (["256x320"], (256, 320)), (["256X320"], (256, 320)), (None, None)])
 def test_input_size_takes_the_export_clis_forms_too(tokens, expected):
-    from profiling.cli.common import input_size
-
     assert input_size(tokens) == expected
 
 
 @pytest.mark.fast
 @pytest.mark.parametrize("tokens", [["abc"], ["4"], ["256", "320", "3"], ["x"], ["256x320x3"]])
 def test_bad_input_size_says_what_it_takes(tokens):
-    from profiling.cli.common import CliError, input_size
-
     with pytest.raises(CliError, match="--input-size takes H, H W or HxW"):
         input_size(tokens)
+
+
+def _run_args(*argv: str):
+    args = build_parser().parse_args(["run", *argv])
+    args.argv = ["run", *argv]
+    return args
+
+
+@pytest.mark.fast
+def test_jobs_are_planned_through_the_runner_table():
+    assert set(CONFIGURATIONS) == set(RUNNERS)  # every --formats value has its options and its runner
+    jobs = plan_jobs(_run_args("repvit_m0_6", "--formats", "onnx,tflite,torch", "--threads", "1,2",
+                               "--xnnpack", "both", "--graph-opt", "basic", "--input-size", "64"))
+    assert [job.label for job in jobs] == [
+        "repvit_m0_6 onnx 1t", "repvit_m0_6 onnx 2t",
+        "repvit_m0_6 tflite xnnpack 1t", "repvit_m0_6 tflite builtin 1t",
+        "repvit_m0_6 tflite xnnpack 2t", "repvit_m0_6 tflite builtin 2t",
+        "repvit_m0_6 torch 1t", "repvit_m0_6 torch 2t"]
+    assert jobs[0].options.graph_optimization == "basic"
+    assert [job.options.xnnpack for job in jobs[2:6]] == [True, False, True, False]
+    assert jobs[-1].options.input_size == (64, 64)
+
+
+@pytest.mark.fast
+def test_a_bug_inside_a_runner_is_a_failed_job_not_a_usage_error(artifacts_dir, tmp_path, monkeypatch, capsys):
+    def broken_measure(artifact, settings, options):
+        raise ValueError("index out of range in the runtime binding")
+
+    monkeypatch.setitem(RUNNERS, "onnx", dataclasses.replace(RUNNERS["onnx"], measure=broken_measure))
+    code = cli(["run", "repvit_m0_6", "--formats", "onnx", "--input-size", "32", "--artifacts", str(artifacts_dir),
+                "--db", str(tmp_path / "r.db"), *QUICK])
+    output = capsys.readouterr().out
+    assert code == 1, output  # the sweep reports the job as failed (2 would blame the user's command)
+    assert "failed repvit_m0_6 onnx 1t: ValueError: index out of range" in output

@@ -1,8 +1,7 @@
-"""Host runners on tiny artifacts made here (no dependency on the exporters' speed)."""
+"""Host runners on tiny artifacts made here (no dependency on the exporters' speed), and their dispatch table."""
 from __future__ import annotations
 
-import hashlib
-import json
+import importlib.metadata
 import platform
 import subprocess
 import sys
@@ -12,38 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from export.artifact import Artifact, load_artifact
+import models
+from export.artifact import Artifact
+from models.complexity import count_params
 from models.spec import IMAGENET_MEAN, IMAGENET_STD
+from profiling.errors import UsageError
 from profiling.protocol import MeasureSettings
-from profiling.runners import artifact_input, onnxruntime as ort_runner
-
-TINY_SHAPE = [1, 3, 32, 32]
-
-
-def tiny_module() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
-                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10)).eval()
-
-
-def write_manifest(path: Path, format_name: str, model: str = "tiny", input_shape=None, layout: str = "NCHW",
-                   precision: str = "fp32") -> Artifact:
-    """A manifest beside ``path`` as the exporters write it, so runners can load the artifact."""
-    artifact = Artifact(
-        path=path, model=model, format=format_name, precision=precision, input_name="image",
-        input_shape=list(input_shape or TINY_SHAPE), input_layout=layout, output_name="logits",
-        mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), params=1000, macs=200_000, reparameterized=True,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(), size_bytes=path.stat().st_size,
-        tool_versions={"torch": torch.__version__}, git_commit=None, parity={}, created_at="2026-11-22T00:00:00Z")
-    artifact.manifest_path.write_text(json.dumps(artifact.to_dict()))
-    return load_artifact(path)
-
-
-def tiny_onnx(folder: Path, model: str = "tiny") -> Artifact:
-    path = folder / f"{model}.onnx"
-    torch.onnx.export(tiny_module(), (torch.randn(*TINY_SHAPE),), str(path), input_names=["image"],
-                      output_names=["logits"], dynamo=False)
-    return write_manifest(path, "onnx", model)
+from profiling.runners import RUNNERS, coreml, litert, onnxruntime as ort_runner, torch_eager
+from profiling.runners.common import artifact_input
+from profiling_helpers import TINY_SHAPE, tiny_onnx, tiny_tflite
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +29,7 @@ def onnx_artifact(tmp_path_factory) -> Artifact:
 
 @pytest.fixture(scope="module")
 def tflite_artifact(tmp_path_factory) -> Artifact:
-    litert_torch = pytest.importorskip("litert_torch", reason="litert-torch converts the tiny test model")
-    path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
-    litert_torch.convert(tiny_module(), (torch.randn(*TINY_SHAPE),)).export(str(path))
-    return write_manifest(path, "tflite", layout="NCHW")
+    return tiny_tflite(tmp_path_factory.mktemp("tflite"))
 
 
 QUICK = MeasureSettings.quick(min_runs=20, rounds=2)
@@ -118,50 +91,50 @@ def test_summarize_trace_on_a_hand_written_trace():
 
 @pytest.mark.fast
 def test_runner_refuses_the_wrong_format(onnx_artifact):
-    from profiling.runners import litert
-
-    with pytest.raises(ValueError, match="measures .tflite"):
+    with pytest.raises(UsageError, match="measures .tflite"):
         litert.measure(onnx_artifact, QUICK)
-    with pytest.raises(ValueError, match="graph_optimization"):
+    with pytest.raises(UsageError, match="graph_optimization"):
         ort_runner.OrtOptions(graph_optimization="max")
 
 
 def test_litert_runner_with_and_without_xnnpack(tflite_artifact):
-    from profiling.runners import litert
-
     with_xnnpack = litert.measure(tflite_artifact, QUICK)
     builtin = litert.measure(tflite_artifact, QUICK, litert.LiteRtOptions(xnnpack=False))
     assert (with_xnnpack.compute_unit, builtin.compute_unit) == ("xnnpack", "builtin")
     assert with_xnnpack.stats.count == builtin.stats.count == 40
-    assert with_xnnpack.runtime == "litert" and with_xnnpack.runtime_version.count(".") >= 1
+    assert with_xnnpack.extra["input_dtype"] == "float32" and with_xnnpack.input_shape == TINY_SHAPE
+    assert with_xnnpack.runtime == "litert"
+    assert with_xnnpack.runtime_version == importlib.metadata.version("ai-edge-litert")
     assert 0 < with_xnnpack.stats.median_ms < 1000 and 0 < builtin.stats.median_ms < 1000
 
 
 @pytest.mark.fast
 def test_litert_quantizes_an_int8_input():
-    from profiling.runners.litert import quantize_input
-
     detail = {"name": "image", "dtype": np.int8, "quantization": (0.5, -3)}
     values = np.array([-100.0, -1.0, 0.0, 1.2, 100.0], dtype=np.float32)
-    assert quantize_input(values, detail).tolist() == [-128, -5, -3, -1, 127]
+    assert litert.quantize_input(values, detail).tolist() == [-128, -5, -3, -1, 127]
 
 
 def test_torch_eager_runner_measures_the_deploy_model():
-    from profiling.runners import torch_eager
-
-    result = torch_eager.measure("repvit_m0_6", MeasureSettings.quick(min_runs=3),
-                                 torch_eager.TorchOptions(input_size=(64, 64)))
+    threads_seen = []
+    torch.set_num_threads(2)  # the caller's setting, which the runner must put back
+    try:
+        result = torch_eager.measure("repvit_m0_6", MeasureSettings.quick(min_runs=3, threads=1),
+                                     torch_eager.TorchOptions(input_size=(64, 64)),
+                                     progress=lambda *_: threads_seen.append(torch.get_num_threads()))
+        assert torch.get_num_threads() == 2  # restored after the measurement
+    finally:
+        torch.set_num_threads(1)
+    assert threads_seen and set(threads_seen) == {1}  # measured with settings.threads
     assert result.format == "torch" and result.runtime == "torch" and result.input_shape == [1, 3, 64, 64]
     assert result.stats.count == 6 and result.reparameterized
-    assert 2.0e6 < result.params < 3.0e6  # repvit_m0_6 has 2.8 M (training form, both heads)
-    assert torch.get_num_threads() == 1  # restored after the measurement (conftest sets 1)
+    deploy = count_params(models.create_model("repvit_m0_6", deploy=True))
+    assert result.params == deploy < count_params(models.create_model("repvit_m0_6"))  # BN folded away
 
 
 @pytest.mark.fast
 @pytest.mark.skipif(platform.system() == "Darwin", reason="checks the non-macOS error")
 def test_coreml_runner_says_it_needs_macos(tmp_path):
-    from profiling.runners import coreml
-
     package = tmp_path / "tiny.mlpackage"
     package.mkdir()
     (package / "Manifest.json").write_text("{}")
@@ -170,21 +143,31 @@ def test_coreml_runner_says_it_needs_macos(tmp_path):
         input_layout="NCHW", output_name="logits", mean=[0, 0, 0], std=[1, 1, 1], params=1, macs=1,
         reparameterized=True, sha256="0" * 64, size_bytes=2, tool_versions={}, git_commit=None, parity={})
     with pytest.raises(coreml.NeedsMacOSError, match="needs macOS"):
-        coreml.measure(artifact, QUICK, compute_units="CPU_ONLY")
-    with pytest.raises(ValueError, match="CPU_AND_NE"):
-        coreml.measure(artifact, QUICK, compute_units="NPU")
+        coreml.measure(artifact, QUICK, coreml.CoreMlOptions(compute_units="CPU_ONLY"))
+    with pytest.raises(UsageError, match="CPU_AND_NE"):
+        coreml.CoreMlOptions(compute_units="NPU")
 
 
 @pytest.mark.fast
-def test_importing_profiling_imports_no_runtime():
+def test_importing_profiling_imports_no_optional_runtime():
+    """The runtimes (and matplotlib) load when a runner or a report needs them, not with the CLI."""
     code = ("import sys, profiling, profiling.store, profiling.report, profiling.__main__\n"
             "from profiling.runners import onnxruntime, litert, coreml, torch_eager\n"
             "profiling.__main__.build_parser()\n"
-            "print(sorted(m for m in ('onnxruntime', 'ai_edge_litert', 'coremltools', 'torch', 'matplotlib') "
+            "print(sorted(m for m in ('onnxruntime', 'ai_edge_litert', 'coremltools', 'matplotlib') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.fast
+def test_the_dispatch_table_names_every_runner_once():
+    assert list(RUNNERS) == ["onnx", "tflite", "coreml", "torch"]
+    assert {name: runner.measure for name, runner in RUNNERS.items()} == {
+        "onnx": ort_runner.measure, "tflite": litert.measure, "coreml": coreml.measure, "torch": torch_eager.measure}
+    assert [name for name, runner in RUNNERS.items() if not runner.takes_artifact] == ["torch"]
+    assert [name for name, runner in RUNNERS.items() if not runner.takes_threads] == ["coreml"]
 
 
 @pytest.mark.fast
@@ -196,8 +179,6 @@ def test_a_missing_runtime_gives_an_install_hint(onnx_artifact, monkeypatch):
 
 @pytest.mark.fast
 def test_coreml_image_input_gets_the_same_pixels(onnx_artifact):
-    from profiling.runners import coreml
-
     image_artifact = Artifact(**{**onnx_artifact.to_dict(), "path": onnx_artifact.path, "format": "coreml",
                                  "options": {"image_input": True}})
     (picture,) = coreml._feed(image_artifact).values()

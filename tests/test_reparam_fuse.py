@@ -1,4 +1,5 @@
-"""Property tests for the pure folding math in ``reparam.fuse``, each identity on its own.
+"""Property tests for the pure folding math in ``reparam.fuse``, each identity on its own, and for
+the layers ``reparam.layers`` builds from its results.
 
 Every case runs in float64 so a wrong fold (off by a channel, a group, a padding) shows as an
 error many orders of magnitude above rounding; the tolerance is 1e-9 relative.
@@ -15,6 +16,7 @@ from torch import nn
 from reparam.fuse import (bn_affine, fold_bn_into_following_conv, fold_bn_into_following_linear,
                           fold_scale_into_linear, fuse_bn_tensors, fuse_conv_bn, identity_kernel,
                           merge_parallel_branches, pad_kernel)
+from reparam.layers import conv2d_from, conv_from, linear_from
 
 pytestmark = pytest.mark.fast
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -93,7 +95,7 @@ def test_bn_before_a_padded_conv_is_not_a_fold():
     bn = _bn(3, 0)
     x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
     weight, bias = fold_bn_into_following_conv(bn, conv.weight, conv.bias)
-    error = float((F.conv2d(x, weight, bias, padding=1) - conv(bn(x))).abs().max())
+    error = float((F.conv2d(x, weight, bias, padding=1) - conv(bn(x))).detach().abs().max())
     assert error > 1e-3  # the border differs
 
 
@@ -196,3 +198,32 @@ def test_dtype_is_kept():
     bn = nn.BatchNorm2d(2).half().eval()
     weight, bias = fuse_conv_bn(conv, bn)
     assert weight.dtype == bias.dtype == torch.float16
+
+
+def test_conv2d_from_keeps_the_geometry_and_takes_the_kernel_from_the_weight():
+    """A merged kernel may be larger than the template's (RepVGG: 1x1 branch into 3x3)."""
+    template = nn.Conv2d(6, 4, 1, stride=2, padding=1, dilation=2, groups=2, padding_mode="reflect")
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    conv = conv2d_from(template, weight, None)
+    assert (conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode) == \
+        ((2, 2), (1, 1), (2, 2), 2, "reflect")
+    assert conv.kernel_size == (3, 3) and conv.bias is None and conv.weight.dtype == torch.float64
+    assert torch.equal(conv.weight.detach(), weight)
+
+
+@pytest.mark.parametrize("kind", [nn.Conv1d, nn.Conv2d, nn.Conv3d])
+def test_conv_from_builds_the_template_kind_with_a_bias(kind):
+    template = kind(4, 6, 3, stride=2, padding=1, groups=2, bias=False)
+    weight, bias = torch.randn(template.weight.shape), torch.randn(6)
+    conv = conv_from(template, weight, bias)
+    assert type(conv) is kind and conv.stride == template.stride and conv.groups == 2
+    assert torch.equal(conv.weight.detach(), weight) and torch.equal(conv.bias.detach(), bias)
+
+
+def test_linear_from_holds_the_tensors_it_is_given():
+    weight = torch.randn(3, 5, dtype=torch.float64)
+    linear = linear_from(weight, None)
+    assert (linear.in_features, linear.out_features, linear.bias) == (5, 3, None)
+    assert torch.equal(linear.weight.detach(), weight) and linear.weight.dtype == torch.float64
+    bias = torch.randn(3, dtype=torch.float64)
+    assert torch.equal(linear_from(weight, bias).bias.detach(), bias)

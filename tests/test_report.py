@@ -1,10 +1,14 @@
 """Reports and run comparison on hand-made measurements with known answers."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from profiling import compare, report
 from profiling.__main__ import main as cli
 from profiling.compare import bucket_of, compare_runs
+from profiling.errors import UsageError
 from profiling.report import build_report, pareto_front
 from profiling.store import Store
 from test_store import make_result
@@ -22,6 +26,16 @@ def fill(store: Store, run_id: str, scale: float = 1.0, runtime: str = "onnxrunt
     store.insert_many([make_result(model=m, runtime=runtime, run_id=run_id, median=ms * scale, macs=macs,
                                    params=int(macs / 150))
                        for m, (macs, ms) in POINTS.items()])
+
+
+@pytest.fixture
+def two_runs(tmp_path) -> Path:
+    """A database with run "base" and run "faster" (every model at half base's latency)."""
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        fill(store, "base")
+        fill(store, "faster", scale=0.5)
+    return db
 
 
 def test_pareto_front():
@@ -55,12 +69,9 @@ def test_report_writes_markdown_and_non_empty_pngs(tmp_path):
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
-def test_report_refuses_an_empty_selection(tmp_path):
-    db = tmp_path / "r.db"
-    with Store(db) as store:
-        fill(store, "run-1")
-    assert cli(["report", "--db", str(db), "--out", str(tmp_path / "o"), "--model", "nothing"]) == 2
-    with pytest.raises(ValueError, match="no measurements"):
+def test_report_refuses_an_empty_selection(two_runs, tmp_path):
+    assert cli(["report", "--db", str(two_runs), "--out", str(tmp_path / "o"), "--model", "nothing"]) == 2
+    with pytest.raises(UsageError, match="no measurements"):
         build_report([], tmp_path / "o")
 
 
@@ -86,11 +97,9 @@ def test_compare_matches_configurations_and_flags_regressions():
         compare_runs(run_a, run_b, threshold=0.9)
 
 
-def test_compare_cli_exit_codes(tmp_path, capsys):
-    db = tmp_path / "r.db"
+def test_compare_cli_exit_codes(two_runs, capsys):
+    db = two_runs
     with Store(db) as store:
-        fill(store, "base")
-        fill(store, "faster", scale=0.5)
         fill(store, "slower", scale=1.3)
         store.insert(make_result(model="elsewhere", run_id="disjoint"))
     assert cli(["compare", "base", "faster", "--db", str(db)]) == 0
@@ -101,3 +110,20 @@ def test_compare_cli_exit_codes(tmp_path, capsys):
     assert cli(["compare", "base", "disjoint", "--db", str(db)]) == 3
     assert cli(["compare", "base", "nonexistent", "--db", str(db)]) == 2
     assert cli(["compare", "base", "latest", "--db", str(db)]) == 3  # latest = disjoint (inserted last)
+    capsys.readouterr()
+    assert cli(["compare", "base", "faster", "--db", str(db), "--threshold", "0.9"]) == 2
+    assert "regression threshold is a slowdown ratio >= 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module, helper, argv", [
+    (report, "pareto_front", ["report", "--out", "{tmp}/o"]),
+    (compare, "bucket_of", ["compare", "base", "faster"]),
+])
+def test_a_bug_inside_keeps_its_traceback(two_runs, tmp_path, monkeypatch, module, helper, argv):
+    """Only the caller's mistakes exit 2; a ValueError from inside report or compare is a bug, not "usage"."""
+    def broken(*_):
+        raise ValueError("math domain error")
+
+    monkeypatch.setattr(module, helper, broken)
+    with pytest.raises(ValueError, match="math domain error"):
+        cli([arg.format(tmp=tmp_path) for arg in argv] + ["--db", str(two_runs)])

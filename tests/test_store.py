@@ -12,6 +12,7 @@ import pytest
 
 from profiling.result import DeviceInfo, LatencyResult
 from profiling.stats import compute_stats
+from profiling import store as store_module
 from profiling.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,11 +87,61 @@ def test_old_schema_is_migrated_in_place(tmp_path):
     with Store(path) as store:
         assert store.schema_version == SCHEMA_VERSION == len(MIGRATIONS)
         (old,) = store.query()
-        assert old.model == "repvit_m1" and old.median_ms == 2.0 and old.samples_ms == [[1.0, 3.0]]
+        assert old.model == "repvit_m1" and old.stats.median_ms == 2.0 and old.samples_ms == [[1.0, 3.0]]
         (run,) = store.runs()  # migration 2 backfilled the runs table
         assert run["run_id"] == "old-run" and run["device_name"] == "Old CPU" and run["measurements"] == 1
     with Store(path) as store:  # reopening is a no-op
         assert store.count() == 1
+
+
+def _user_version(path: Path) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def _with_one_more_step(monkeypatch, step: list[str]) -> int:
+    """Append ``step`` to the migrations for this test; returns the schema version it leads to."""
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, step])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(MIGRATIONS) + 1)
+    return len(MIGRATIONS) + 1
+
+
+@pytest.mark.fast
+def test_a_migration_step_runs_statement_by_statement(tmp_path, monkeypatch):
+    """A ';' inside a literal is part of the statement: steps are lists, never a script split on ';'."""
+    version = _with_one_more_step(monkeypatch, ["CREATE TABLE notes (note TEXT NOT NULL DEFAULT 'a;b')",
+                                                "INSERT INTO notes (note) VALUES ('first; second')",
+                                                "INSERT INTO notes DEFAULT VALUES"])
+    connection = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    assert migrate(connection, target=version) == version
+    assert connection.execute("SELECT note FROM notes ORDER BY rowid").fetchall() == [("first; second",), ("a;b",)]
+    connection.close()
+
+
+@pytest.mark.fast
+def test_a_failing_migration_step_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    version = _with_one_more_step(monkeypatch, ["CREATE TABLE half (x INTEGER)",
+                                                "INSERT INTO no_such_table VALUES (1)"])
+    path = tmp_path / "r.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        migrate(connection, target=version)
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    connection.close()
+    assert _user_version(path) == len(MIGRATIONS) and "half" not in tables and "runs" in tables
+
+
+@pytest.mark.fast
+def test_a_run_records_the_provenance_it_is_given_and_probes_nothing(tmp_path):
+    with Store(tmp_path / "r.db") as store:
+        store.start_run("given", label="x", command="cmd", git_commit="f" * 40, device_name="Pixel 7")
+        store.start_run("bare")
+        runs = {r["run_id"]: r for r in store.runs()}
+    assert (runs["given"]["git_commit"], runs["given"]["device_name"]) == ("f" * 40, "Pixel 7")
+    assert (runs["bare"]["git_commit"], runs["bare"]["device_name"]) == (None, None)  # not this checkout's
 
 
 @pytest.mark.fast

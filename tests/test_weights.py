@@ -24,8 +24,10 @@ from checkpoint_oracles import RELATIVE_TOLERANCE, image, oracle, relative_error
 import models
 import reparam
 from models import registry
-from models.weights import (CheckpointFormatError, CheckpointMismatchError, DeployCheckpointError, read_checkpoint,
-                            to_our_layout)
+from models.registry import build_aliases, build_index
+from models.spec import Variant
+from models.weights import (CheckpointFormatError, CheckpointLayout, CheckpointMismatchError, DeployCheckpointError,
+                            read_checkpoint, to_our_layout)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,17 +119,35 @@ def test_timm_names_are_aliases_with_a_note(caplog):
 
 
 @pytest.mark.fast
-def test_alias_table_agrees_with_the_families_layouts():
-    """Every source name that differs from ours is an alias, and every alias is some source's name."""
-    differing = {}
-    for family in registry.list_families():
-        module = registry.family_module(registry.family_names(family)[0])
-        for layout in module.CHECKPOINT_LAYOUTS:
-            for ours, theirs in layout.names.items():
-                assert ours in registry.family_names(family), f"{family}: {ours} is not registered"
-                if theirs != ours:
-                    differing[theirs] = ours
-    assert differing == registry._ALIASES
+def test_aliases_are_the_source_names_the_families_layouts_give():
+    """Source names are written once, in each family's CHECKPOINT_LAYOUTS; those that differ from ours are aliases."""
+    assert registry._aliases() == {
+        "efficientMod_xxs": "efficientmod_xxs", "efficientMod_xs": "efficientmod_xs",
+        "efficientMod_s": "efficientmod_s", "efficientMod_s_Conv": "efficientmod_s_conv",
+        "tf_efficientnetv2_b0": "efficientnetv2_b0", "swin_tiny_patch4_window7_224": "swin_tiny",
+        "vit_tiny_patch16_224": "vit_tiny_patch16"}
+    assert registry.aliases_of("swin_tiny") == ["swin_tiny_patch4_window7_224"]
+    assert registry.aliases_of("repvit_m1") == []
+
+
+def _variant() -> Variant:
+    return Variant({}, dict(variant="v", paper="p", reference_impl="r"))
+
+
+@pytest.mark.fast
+def test_a_source_name_that_clashes_is_an_error():
+    index = build_index([("alpha", {"net_a": _variant(), "net_b": _variant()}), ("beta", {"net_c": _variant()})])
+
+    def aliases(family: str, names: dict[str, str]) -> dict[str, str]:
+        return build_aliases(index, [(family, [CheckpointLayout("timm", "timm", ("x",), names=names)])])
+
+    assert aliases("alpha", {"net_a": "net_a", "net_b": "tf_net_b"}) == {"tf_net_b": "net_b"}
+    with pytest.raises(ValueError, match=r"models/alpha.py: checkpoint layout 'timm' names 'net_c'"):
+        aliases("alpha", {"net_c": "tf_net_c"})  # net_c is beta's
+    with pytest.raises(ValueError, match=r"timm name 'net_c' for net_a is another registered model's name"):
+        aliases("alpha", {"net_a": "net_c"})
+    with pytest.raises(ValueError, match=r"'tf_net' stands for both net_a and net_b"):
+        aliases("alpha", {"net_a": "tf_net", "net_b": "tf_net"})
 
 
 @pytest.mark.fast
@@ -278,7 +298,8 @@ def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]]) -> dic
 
 # timm's checkpoint_filter_fn renames facebookresearch/ConvNeXt and mmaaz60/EdgeNeXt files to timm's
 # names; these rules run it backwards, so a timm oracle becomes the official file it was converted from
-_FB_FROM_TIMM = [(r"^stem\.", "downsample_layers.0."), (r"^stages\.(\d+)\.downsample\.(\d+)", r"downsample_layers.\1.\2"),
+_FB_FROM_TIMM = [(r"^stem\.", "downsample_layers.0."),
+                 (r"^stages\.(\d+)\.downsample\.(\d+)", r"downsample_layers.\1.\2"),
                  (r"^stages\.(\d+)\.blocks\.(\d+)", r"stages.\1.\2"), (r"conv_dw", "dwconv"), (r"mlp\.fc", "pwconv"),
                  (r"^head\.fc\.", "head."), (r"^head\.norm\.", "norm.")]
 
@@ -297,7 +318,8 @@ def _official_swin(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             block = int(re.search(r"blocks\.(\d+)", key).group(1))
             stage = int(key.split(".")[1])
             if block % 2 and stage < 3:
-                out[key.replace("attn.relative_position_bias_table", "attn_mask")] = torch.zeros(64 // 4 ** stage, 49, 49)
+                mask_key = key.replace("attn.relative_position_bias_table", "attn_mask")
+                out[mask_key] = torch.zeros(64 // 4 ** stage, 49, 49)
     return out
 
 

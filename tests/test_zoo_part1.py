@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 
+import onnx
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import models
 from models import edgenext, edgevit, efficientmod, mobilevit
+from models.complexity import count_macs
+from models.layers import LayerNorm2d
 
 pytestmark = pytest.mark.fast
 
@@ -55,8 +57,6 @@ def test_xca_matches_channel_attention_formula():
 
 def test_xca_cost_is_linear_in_tokens():
     """The attention map is (C/h x C/h): doubling the tokens doubles the matmul MACs, not quadruples them."""
-    from models.complexity import count_macs
-
     module = edgenext.XCA(dim=32, num_heads=4)
     macs = [count_macs(module, (1, tokens, 32)) for tokens in (64, 128)]
     assert macs[1] == 2 * macs[0]
@@ -111,7 +111,7 @@ def test_bn_hs_variants_use_batchnorm_and_hardswish_only(name):
     model = models.create_model(name)
     types = {type(m) for m in model.modules()}
     assert nn.BatchNorm2d in types and nn.Hardswish in types
-    assert not types & {nn.LayerNorm, edgenext.LayerNorm2d, nn.GELU}, types
+    assert not types & {nn.LayerNorm, LayerNorm2d, nn.GELU}, types
     plain = {type(m) for m in models.create_model(name.removesuffix("_bn_hs")).modules()}
     assert not plain & {nn.BatchNorm2d, nn.Hardswish} and nn.GELU in plain
 
@@ -203,7 +203,6 @@ def test_unfold_rejects_maps_that_are_not_patch_multiples():
 
 def test_mobilevit_onnx_graph_has_no_runtime_shape_arithmetic(tmp_path):
     """Unfold/fold and attention reshape with constants: no Shape/Gather-of-shape ops in the graph."""
-    onnx = pytest.importorskip("onnx")
     block = mobilevit.MobileViTBlock(16, 24, 48, depth=1).eval()
     path = tmp_path / "block.onnx"
     torch.onnx.export(block, (torch.zeros(1, 16, 8, 8),), str(path), dynamo=False)
@@ -253,7 +252,6 @@ def _hook_cases():
 
 @pytest.mark.parametrize("make,shape,gone", [c[1:] for c in _hook_cases()], ids=[c[0] for c in _hook_cases()])
 def test_block_reparameterize_hook_is_exact_and_removes_what_it_folds(make, shape, gone):
-    pytest.importorskip("reparam.fuse", reason="reparam/fuse.py (issue 3) not in this checkout yet")
     torch.manual_seed(0)
     block = _randomize(make())
     x = _seeded(*shape, seed=1)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import models
-from models import convnext, efficientnet, mobilenet, swin, vit
+from models import convnext, efficientnet, swin, vit
 from models.layers import InvertedResidual, SqueezeExciteReduced
 
 pytestmark = pytest.mark.fast
@@ -26,17 +26,25 @@ def _reference_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, channels)
 
 
-def _reference_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
-    """The reference construction: label regions, partition, compare labels, fill -100."""
-    img_mask = torch.zeros(1, height, width, 1)
-    count = 0
-    for h in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
-        for w in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
-            img_mask[:, h, w, :] = count
-            count += 1
-    mask_windows = _reference_partition(img_mask, window).squeeze(-1)
-    mask = mask_windows.unsqueeze(1) - mask_windows.unsqueeze(2)
-    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+def _mask_by_rule(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """The shifted-window mask from the rule the Swin paper states, token pair by token pair.
+
+    After the cyclic shift by ``-shift`` the token at (i, j) holds the pixel
+    ((i + shift) % H, (j + shift) % W). Two tokens of one window may attend to each other only if
+    their pixels were neighbours in the unshifted map: less than a window apart in both axes (a
+    pair split by the wrap-around is H - window or more apart). -100 marks the forbidden pairs.
+    """
+    rows, cols = height // window, width // window
+    mask = torch.zeros(rows * cols, window * window, window * window)
+    for window_row in range(rows):
+        for window_col in range(cols):
+            pixels = [((window_row * window + i + shift) % height, (window_col * window + j + shift) % width)
+                      for i in range(window) for j in range(window)]
+            for a, (row_a, col_a) in enumerate(pixels):
+                for b, (row_b, col_b) in enumerate(pixels):
+                    if abs(row_a - row_b) >= window or abs(col_a - col_b) >= window:
+                        mask[window_row * cols + window_col, a, b] = -100.0
+    return mask
 
 
 @pytest.mark.parametrize("shift", [-3, 3, -1, 0, 7, 10])
@@ -53,13 +61,28 @@ def test_swin_window_partition_matches_reference_and_inverts():
     torch.testing.assert_close(swin.window_reverse(windows, 7, 14, 21), x, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("size", [(56, 56), (14, 28)])
-def test_swin_attention_mask_matches_reference_construction(size):
-    mask = swin.shifted_window_mask(*size, window=7, shift=3)
-    torch.testing.assert_close(mask, _reference_mask(*size, 7, 3), rtol=0, atol=0)
-    # only windows on the bottom row or right column mix regions: (H/7 + W/7 - 1) of them
+def test_swin_attention_mask_of_a_4x4_map_written_out():
+    """Window 2, shift 1 on a 4x4 map: the last row and column wrapped around, so the right windows
+    split their columns, the bottom windows their rows, and the corner window every token."""
+    o, x = 0.0, -100.0
+    expected = torch.tensor([
+        [[o, o, o, o], [o, o, o, o], [o, o, o, o], [o, o, o, o]],  # top left: one region
+        [[o, x, o, x], [x, o, x, o], [o, x, o, x], [x, o, x, o]],  # top right: column 3 wrapped
+        [[o, o, x, x], [o, o, x, x], [x, x, o, o], [x, x, o, o]],  # bottom left: row 3 wrapped
+        [[o, x, x, x], [x, o, x, x], [x, x, o, x], [x, x, x, o]],  # corner: four regions
+    ])
+    mask = swin.shifted_window_mask(4, 4, window=2, shift=1)
+    torch.testing.assert_close(mask, expected, rtol=0, atol=0)
+    torch.testing.assert_close(_mask_by_rule(4, 4, 2, 1), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("size,window,shift", [((56, 56), 7, 3), ((14, 28), 7, 3), ((12, 8), 4, 2)])
+def test_swin_attention_mask_follows_the_neighbour_rule(size, window, shift):
+    mask = swin.shifted_window_mask(*size, window=window, shift=shift)
+    torch.testing.assert_close(mask, _mask_by_rule(*size, window, shift), rtol=0, atol=0)
+    # only windows on the bottom row or right column mix regions: (H/w + W/w - 1) of them
     masked_windows = int((mask != 0).flatten(1).any(1).sum())
-    assert masked_windows == size[0] // 7 + size[1] // 7 - 1
+    assert masked_windows == size[0] // window + size[1] // window - 1
 
 
 def _reference_swin_block(block: swin.SwinBlock, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +101,7 @@ def _reference_swin_block(block: swin.SwinBlock, x: torch.Tensor) -> torch.Tenso
     bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
     scores = scores + bias.view(tokens, tokens, -1).permute(2, 0, 1).unsqueeze(0)
     if shift:
-        mask = _reference_mask(height, width, window, shift)
+        mask = _mask_by_rule(height, width, window, shift)
         scores = scores.view(-1, mask.shape[0], attn.num_heads, tokens, tokens) + mask.unsqueeze(1).unsqueeze(0)
         scores = scores.view(-1, attn.num_heads, tokens, tokens)
     out = attn.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(count, tokens, dim))
@@ -135,22 +158,11 @@ def test_vit_uses_class_token_and_position_embedding():
 
 
 # ------------------------------------------------------------------------------------ ConvNeXt
-def test_fold_layer_scale_math():
-    from reparam.fuse import fold_scale_into_linear  # what ConvNeXtBlock.reparameterize folds gamma with
-
-    torch.manual_seed(0)
-    linear = nn.Linear(6, 4)
-    gamma = torch.randn(4)
-    weight, bias = fold_scale_into_linear(linear.weight, linear.bias, gamma)
-    x = torch.randn(3, 6)
-    torch.testing.assert_close(F.linear(x, weight, bias), gamma * linear(x))
-
-
 @pytest.mark.parametrize("name", ["convnext_atto", "convnext_tiny"])
 def test_convnext_layer_scale_present(name):
     model = models.create_model(name)
     blocks = [m for m in model.modules() if isinstance(m, convnext.ConvNeXtBlock)]
-    assert len(blocks) == sum(convnext.VARIANTS[name]["depths"])
+    assert len(blocks) == sum(convnext.VARIANTS[name].kwargs["depths"])
     for block in blocks:
         assert block.gamma is not None and block.gamma.shape == (block.dim,)
         torch.testing.assert_close(block.gamma.detach(), torch.full((block.dim,), 1e-6))
@@ -211,10 +223,3 @@ def test_mobilenetv2_residual_only_when_shape_is_kept():
     # first block of every stage changes channels or stride; the rest keep the shape
     assert skips == [False, False, True, False, True, True, False, True, True, True,
                      False, True, True, False, True, True, False]
-
-
-@pytest.mark.parametrize("module", [mobilenet, efficientnet, convnext, swin, vit])
-def test_family_table_matches_registry(module):
-    family = module.__name__.split(".")[-1]
-    names = [n for n in models.list_models() if models.model_spec(n).family == family]
-    assert sorted(names) == sorted(module.VARIANTS) == sorted(module.SPECS)

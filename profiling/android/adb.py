@@ -91,9 +91,6 @@ class AdbDevice:
         return f"{self.serial} ({self.state}{', ' + model if model else ''})"
 
 
-_DETAIL = re.compile(r"\s([a-z_]+):(\S+)")
-
-
 def parse_devices(output: str) -> list[AdbDevice]:
     """Parse ``adb devices -l``: a header line, then ``SERIAL <spaces> STATE [key:value ...]``.
 
@@ -111,7 +108,6 @@ def parse_devices(output: str) -> list[AdbDevice]:
             continue
         serial, rest = parts
         details = {}
-        state = rest
         # details are the trailing run of key:value tokens
         tokens = rest.split()
         while tokens and re.fullmatch(r"[a-z_]+:\S+", tokens[-1]) and not tokens[-1].startswith("http"):

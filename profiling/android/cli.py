@@ -15,14 +15,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from profiling.artifacts import DEFAULT_ARTIFACTS
-from profiling.cli.common import INPUT_SIZE_HELP, CliError, input_size, results_table, split_ints, split_list
+import models
+from export.artifact import Artifact, load_artifact
+from profiling.android.adb import Adb, AdbError, RemoteCommandError
+from profiling.android.parsers import BenchmarkOutputError
+from profiling.android.runner import (BenchmarkOptions, find_binary, run_benchmark_apk, run_benchmark_model,
+                                      run_ort_perf_test, to_latency_result)
+from profiling.android.thermal import ThermalSettings
+from profiling.artifacts import DEFAULT_ARTIFACTS, ensure_artifact
+from profiling.cli.common import (INPUT_SIZE_HELP, CliError, input_size, results_table, split_ints, split_list,
+                                  start_run)
+from profiling.store import Store
 
 HELP = "measure on an Android phone over adb (LiteRT benchmark_model / APK, onnxruntime_perf_test)"
 FORMATS = ("tflite", "onnx")
@@ -80,18 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", default="", help="a note stored with the run")
 
 
-def _options(args: argparse.Namespace, threads: int):
-    from profiling.android.runner import BenchmarkOptions
-
-    try:
-        return BenchmarkOptions(num_threads=threads, use_xnnpack=False if args.no_xnnpack else None,
-                                use_gpu=args.gpu, use_nnapi=args.nnapi, num_runs=args.runs,
-                                warmup_runs=args.warmup, min_secs=args.min_secs,
-                                enable_op_profiling=args.op_profiling,
-                                report_peak_memory_footprint=args.peak_memory, pin_big_cores=args.pin_big_cores,
-                                timeout_s=args.timeout)
-    except ValueError as error:
-        raise CliError(str(error)) from None
+def _options(args: argparse.Namespace, threads: int) -> BenchmarkOptions:
+    return BenchmarkOptions(num_threads=threads, use_xnnpack=False if args.no_xnnpack else None,
+                            use_gpu=args.gpu, use_nnapi=args.nnapi, num_runs=args.runs,
+                            warmup_runs=args.warmup, min_secs=args.min_secs,
+                            enable_op_profiling=args.op_profiling,
+                            report_peak_memory_footprint=args.peak_memory, pin_big_cores=args.pin_big_cores,
+                            timeout_s=args.timeout)
 
 
 def plan(args: argparse.Namespace) -> list[PhoneJob]:
@@ -111,8 +114,6 @@ def plan(args: argparse.Namespace) -> list[PhoneJob]:
     if args.apk is not None and args.pin_big_cores:
         raise CliError("--pin-big-cores applies to the binary (taskset); the APK runs as an app the scheduler places")
     input_size(args.input_size)  # checked before any phone work
-    import models
-
     jobs = []
     for model in dict.fromkeys(args.models):
         path = Path(model)
@@ -130,10 +131,9 @@ def plan(args: argparse.Namespace) -> list[PhoneJob]:
     return jobs
 
 
-def resolve_model(job: PhoneJob, args: argparse.Namespace, cache: dict):
+def resolve_model(job: PhoneJob, args: argparse.Namespace,
+                  cache: dict) -> tuple[Path, Artifact | None, str, str]:
     """(file to push, Artifact or None, model name, precision) for one job."""
-    from export.artifact import load_artifact
-
     path = Path(job.model)
     if path.suffix in (".tflite", ".onnx"):
         try:
@@ -144,22 +144,13 @@ def resolve_model(job: PhoneJob, args: argparse.Namespace, cache: dict):
         return path, artifact, name, artifact.precision if artifact else args.precision
     key = (job.model, job.format)
     if key not in cache:
-        from profiling.artifacts import ensure_artifact
-
-        size = input_size(args.input_size)
-        cache[key] = ensure_artifact(job.model, job.format, args.precision, size, args.artifacts)[0]
+        cache[key] = ensure_artifact(job.model, job.format, args.precision, input_size(args.input_size),
+                                     args.artifacts)[0]
     artifact = cache[key]
     return Path(artifact.path), artifact, job.model, artifact.precision
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
-    from profiling.android.adb import Adb, AdbError, RemoteCommandError
-    from profiling.android.parsers import BenchmarkOutputError
-    from profiling.android.runner import (find_binary, run_benchmark_apk, run_benchmark_model, run_ort_perf_test,
-                                          to_latency_result)
-    from profiling.android.thermal import ThermalSettings
-    from profiling.store import Store
-
     jobs = plan(args)
     thermal = ThermalSettings(cooldown_target_c=args.cooldown_target, cooldown_max_wait_s=args.cooldown_max_wait,
                               max_rise_c=args.max_rise)
@@ -178,7 +169,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     results, failures = [], []
     cache: dict = {}
     with Store(args.db) as store:
-        run_id = store.start_run(label=args.label, command="python -m profiling " + shlex.join(args.argv))
+        run_id = start_run(store, args, args.label)
         for job in jobs:
             label = f"{job.model} {job.format} {job.threads}t #{job.repeat}"
             options = _options(args, job.threads)
@@ -207,8 +198,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
             result.run_id = run_id
             store.insert(result)
             results.append(result)
-            if run.thermal.get("rose_past_limit"):
-                console.print(f"[yellow]{label}: temperature rose {run.thermal['rise_c']:.1f} C during the run "
+            if run.thermal.rose_past_limit:
+                console.print(f"[yellow]{label}: temperature rose {run.thermal.rise_c:.1f} C during the run "
                               f"(limit {thermal.max_rise_c:g} C): flagged unstable[/yellow]")
     if results:
         console.print(results_table(results, f"run {run_id}"))

@@ -16,13 +16,16 @@ import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from export.artifact import git_commit, sha256_of
+from export.artifact import Artifact, git_commit, sha256_of
 from profiling.android.adb import REMOTE_TMP, Adb, AdbError, AdbTimeout, RemoteCommandError
 from profiling.android.parsers import (BenchmarkModelResult, BenchmarkOutputError, OrtPerfResult,
                                        parse_benchmark_model, parse_ort_perf_test)
-from profiling.android.thermal import ThermalSettings, read_temperatures, thermal_record, wait_for_cooldown
-from profiling.result import DeviceInfo, LatencyResult, utc_now
+from profiling.android.thermal import (ThermalRecord, ThermalSettings, read_temperatures, thermal_record,
+                                       wait_for_cooldown)
+from profiling.errors import UsageError
+from profiling.result import DeviceInfo, LatencyResult, artifact_provenance, utc_now
 from profiling.stats import LatencyStats
 
 REMOTE_DIR = f"{REMOTE_TMP}/mobilelat"  # everything this tool pushes goes here
@@ -52,11 +55,11 @@ class BenchmarkOptions:
 
     def __post_init__(self) -> None:
         if self.use_gpu and self.use_nnapi:
-            raise ValueError("choose one of use_gpu and use_nnapi, not both")
+            raise UsageError("choose one of use_gpu and use_nnapi, not both")
         if self.num_threads < 1 and self.num_threads != -1:
-            raise ValueError(f"num_threads must be >= 1 (or -1 for the tool's default), got {self.num_threads}")
+            raise UsageError(f"num_threads must be >= 1 (or -1 for the tool's default), got {self.num_threads}")
         if self.num_runs < 1 or self.warmup_runs < 0 or self.min_secs < 0 or self.timeout_s <= 0:
-            raise ValueError("num_runs >= 1, warmup_runs >= 0, min_secs >= 0 and timeout_s > 0 are required")
+            raise UsageError("num_runs >= 1, warmup_runs >= 0, min_secs >= 0 and timeout_s > 0 are required")
 
     @property
     def compute_unit(self) -> str:
@@ -90,7 +93,7 @@ class PhoneRun:
     command: str  # the command run on the phone
     parsed: BenchmarkModelResult | OrtPerfResult  # the numbers
     output: str  # what the tool printed (kept for the record, trimmed)
-    thermal: dict  # before/after readings, rise, cool-down
+    thermal: ThermalRecord  # before/after readings, rise, cool-down
     cpu_mask: str | None = None  # taskset mask used, hex
     binary_sha256: str | None = None  # of the pushed tool binary
 
@@ -176,22 +179,30 @@ def _run_tool(adb: Adb, command: str, timeout_s: float, binary: Path) -> tuple[i
         raise
 
 
-def run_benchmark_model(adb: Adb, model_path: Path, binary: Path, options: BenchmarkOptions,
-                        thermal: ThermalSettings) -> PhoneRun:
-    """Push and run the ``benchmark_model`` binary once; parse its output."""
+def _run_binary(adb: Adb, tool: str, binary: Path, model_path: Path, options: BenchmarkOptions,
+                thermal: ThermalSettings, argv: Callable[[str, str], list[str]],
+                parse: Callable[[str], BenchmarkModelResult | OrtPerfResult]) -> PhoneRun:
+    """Push ``binary`` and the model, run ``argv(remote binary, remote model)`` once (under taskset when
+    ``options.pin_big_cores``) with temperatures read around it, and ``parse`` what it printed."""
     remote_model = _push_model(adb, Path(model_path))
-    remote_binary = _push_binary(adb, Path(binary), "benchmark_model")
+    remote_binary = _push_binary(adb, Path(binary), tool)
     mask = big_core_mask(adb)[0] if options.pin_big_cores else None
-    command = " ".join(([f"taskset {mask}"] if mask else []) + [remote_binary, f"--graph={remote_model}"]
-                       + options.benchmark_model_flags())
+    command = " ".join(([f"taskset {mask}"] if mask else []) + argv(remote_binary, remote_model))
     cooldown = wait_for_cooldown(adb, thermal)
     before = read_temperatures(adb, thermal.zones)
     _, output = _run_tool(adb, command, options.timeout_s, binary)
     after = read_temperatures(adb, thermal.zones)
-    parsed = parse_benchmark_model(output)
-    return PhoneRun(tool="benchmark_model", command=command, parsed=parsed, output=_trimmed(output),
+    return PhoneRun(tool=tool, command=command, parsed=parse(output), output=_trimmed(output),
                     thermal=thermal_record(before, after, thermal, cooldown), cpu_mask=mask,
                     binary_sha256=sha256_of(binary))
+
+
+def run_benchmark_model(adb: Adb, model_path: Path, binary: Path, options: BenchmarkOptions,
+                        thermal: ThermalSettings) -> PhoneRun:
+    """Push and run the ``benchmark_model`` binary once; parse its output."""
+    return _run_binary(adb, "benchmark_model", binary, model_path, options, thermal,
+                       lambda tool, model: [tool, f"--graph={model}", *options.benchmark_model_flags()],
+                       parse_benchmark_model)
 
 
 def run_benchmark_apk(adb: Adb, model_path: Path, options: BenchmarkOptions, thermal: ThermalSettings,
@@ -232,22 +243,13 @@ def run_ort_perf_test(adb: Adb, model_path: Path, binary: Path, options: Benchma
                       thermal: ThermalSettings) -> PhoneRun:
     """Push and run ``onnxruntime_perf_test -m times -r N -x THREADS -I [-e nnapi] MODEL`` once."""
     if options.use_gpu:
-        raise ValueError("onnxruntime_perf_test has no --use_gpu here: use the CPU or --nnapi")
-    remote_model = _push_model(adb, Path(model_path))
-    remote_binary = _push_binary(adb, Path(binary), "onnxruntime_perf_test")
-    mask = big_core_mask(adb)[0] if options.pin_big_cores else None
+        raise UsageError("onnxruntime_perf_test has no --use_gpu here: use the CPU or --nnapi")
     provider = "nnapi" if options.use_nnapi else "cpu"
-    command = " ".join(([f"taskset {mask}"] if mask else []) + [
-        remote_binary, "-m", "times", "-r", str(options.num_runs), "-x", str(options.num_threads),
-        "-e", provider, "-I", *options.extra_args, remote_model])
-    cooldown = wait_for_cooldown(adb, thermal)
-    before = read_temperatures(adb, thermal.zones)
-    _, output = _run_tool(adb, command, options.timeout_s, binary)
-    after = read_temperatures(adb, thermal.zones)
-    parsed = parse_ort_perf_test(output)
-    return PhoneRun(tool="onnxruntime_perf_test", command=command, parsed=parsed, output=_trimmed(output),
-                    thermal=thermal_record(before, after, thermal, cooldown), cpu_mask=mask,
-                    binary_sha256=sha256_of(binary))
+    return _run_binary(adb, "onnxruntime_perf_test", binary, model_path, options, thermal,
+                       lambda tool, model: [tool, "-m", "times", "-r", str(options.num_runs),
+                                            "-x", str(options.num_threads), "-e", provider, "-I",
+                                            *options.extra_args, model],
+                       parse_ort_perf_test)
 
 
 def op_profile_from_tables(parsed: BenchmarkModelResult) -> dict:
@@ -261,7 +263,7 @@ def op_profile_from_tables(parsed: BenchmarkModelResult) -> dict:
 
 
 def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: str, precision: str,
-                      options: BenchmarkOptions, artifact=None, input_shape: list[int] | None = None,
+                      options: BenchmarkOptions, artifact: Artifact | None = None, input_shape: list[int] | None = None,
                       model_path: Path | None = None) -> LatencyResult:
     """One phone run as a ``LatencyResult`` (summary stats, temperatures and tool figures in ``extra``)."""
     parsed = run.parsed
@@ -283,20 +285,18 @@ def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: 
         runtime_version = "benchmark_model"
     if run.binary_sha256:
         runtime_version += f" sha256:{run.binary_sha256[:12]}"
-    extra = {"tool": run.tool, "command": run.command, "parsed": parsed.to_dict(), "thermal": run.thermal,
+    extra = {"tool": run.tool, "command": run.command, "parsed": parsed.to_dict(), "thermal": run.thermal.to_dict(),
              "cpu_mask": run.cpu_mask, "output_tail": "\n".join(run.output.splitlines()[-40:])}
     if isinstance(parsed, BenchmarkModelResult) and parsed.op_tables.get("by_node_type"):
         extra["op_profile"] = op_profile_from_tables(parsed)
-    if run.thermal.get("rose_past_limit"):
+    if run.thermal.rose_past_limit:
         stats.unstable = True
-        stats.unstable_reasons.append(f"thermal rise {run.thermal['rise_c']:.1f} C > {run.thermal['max_rise_c']:g} C")
-    if run.thermal.get("cooldown", {}) and run.thermal["cooldown"].get("timed_out"):
+        stats.unstable_reasons.append(f"thermal rise {run.thermal.rise_c:.1f} C > {run.thermal.max_rise_c:g} C")
+    if run.thermal.cooldown is not None and run.thermal.cooldown.timed_out:
         stats.unstable_reasons.append("started hot: cool-down wait timed out")
         stats.unstable = True
-    provenance = {}
+    provenance = artifact_provenance(artifact)
     if artifact is not None:
-        provenance = dict(artifact_sha256=artifact.sha256, artifact_path=str(artifact.path), params=artifact.params,
-                          macs=artifact.macs, reparameterized=artifact.reparameterized)
         input_shape = input_shape or list(artifact.input_shape)
     elif model_path is not None:
         provenance = dict(artifact_sha256=sha256_of(model_path), artifact_path=str(model_path))

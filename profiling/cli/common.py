@@ -1,13 +1,40 @@
-"""Helpers the subcommands share: the error they raise, list options, and the results table."""
+"""Helpers the subcommands share: the error they raise, list options, starting a run, the results table."""
 from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
 
 from rich.table import Table
 
-from profiling.result import LatencyResult
+from export.artifact import git_commit
+from profiling.errors import UsageError
+from profiling.report import fmt
+from profiling.result import LatencyResult, host_device
+from profiling.store import Store
 
 
-class CliError(RuntimeError):
-    """A user error: the message says what was wrong and what to do. Printed without a traceback."""
+class CliError(UsageError):
+    """A command-line mistake: the message says what was wrong and what to do. Printed without a traceback."""
+
+
+def start_run(store: Store, args: argparse.Namespace, label: str, run_id: str | None = None) -> str:
+    """Record the run this command makes, with its command line, this checkout's commit and this host."""
+    return store.start_run(run_id, label=label, command="python -m profiling " + shlex.join(args.argv),
+                           git_commit=git_commit(), device_name=host_device().name)
+
+
+def existing_store(db: Path) -> Store:
+    """The results database at ``db``, which must exist: the reading subcommands never create one."""
+    if not db.exists():
+        raise CliError(f"no results database at {db}; measure something first "
+                       f"(`python -m profiling run MODEL`) or pass --db PATH")
+    return Store(db)
+
+
+def query_filters(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, list[str] | None]:
+    """``Store.query`` filters from comma-separated options of the same names (absent: no filter)."""
+    return {name: split_list(getattr(args, name)) or None for name in names}
 
 
 def split_list(text: str | None, choices: tuple[str, ...] | None = None, what: str = "value") -> list[str]:
@@ -28,10 +55,6 @@ def split_ints(text: str | None, what: str = "value") -> list[int]:
     if any(v < 1 for v in values):
         raise CliError(f"{what} must be >= 1, got {text!r}")
     return values
-
-
-def fmt(value, pattern: str = "{:.3f}") -> str:
-    return "-" if value is None else pattern.format(value)
 
 
 def configuration(result: LatencyResult) -> str:

@@ -12,9 +12,8 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from profiling.cli.common import CliError
+from profiling.cli.common import existing_store
 from profiling.compare import BUCKET_ORDER, compare_runs
-from profiling.store import Store
 
 HELP = "per-configuration speedup/regression of run B against run A; exit 1 on a regression (for CI)"
 EXIT_REGRESSION = 1
@@ -29,15 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
-    if not args.db.exists():
-        raise CliError(f"no results database at {args.db}; pass --db PATH")
-    with Store(args.db) as store:
+    with existing_store(args.db) as store:
         run_a, run_b = store.resolve_run(args.run_a), store.resolve_run(args.run_b)
         results_a, results_b = store.query(run_id=run_a), store.query(run_id=run_b)
-    try:
-        comparisons, only_a, only_b = compare_runs(results_a, results_b, args.threshold)
-    except ValueError as error:
-        raise CliError(str(error)) from None
+    comparisons, only_a, only_b = compare_runs(results_a, results_b, args.threshold)
     table = Table(title=f"{run_b} against {run_a} (speedup = A / B median)")
     for column, justify in (("configuration", "left"), ("A median ms", "right"), ("B median ms", "right"),
                             ("speedup", "right"), ("bucket", "left")):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from profiling.cli.common import CliError, split_list
-from profiling.store import Store
+from profiling.cli.common import CliError, existing_store, query_filters
+from profiling.report import build_report
 
 HELP = "write a markdown report with PNG plots (latency per model, vs GMACs/params, top-1 Pareto, papers)"
 
@@ -22,21 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
-    from profiling.report import build_report
-
-    if not args.db.exists():
-        raise CliError(f"no results database at {args.db}; measure first (`python -m profiling run MODEL`) "
-                       f"or pass --db PATH")
-    with Store(args.db) as store:
+    with existing_store(args.db) as store:
         run_id = store.resolve_run(args.run) if args.run else None
-        results = store.query(run_id=run_id, model=split_list(args.model) or None,
-                              runtime=split_list(args.runtime) or None, device=split_list(args.device) or None)
+        results = store.query(run_id=run_id, **query_filters(args, ("model", "runtime", "device")))
     if not results:
         raise CliError(f"no stored measurement matches the filters in {args.db}; `python -m profiling show` lists them")
     source = f"Source: `{args.db}`" + (f", run `{run_id}`" if run_id else ", all runs")
-    try:
-        path = build_report(results, args.out, title=args.title, source=source)
-    except ValueError as error:
-        raise CliError(str(error)) from None
+    path = build_report(results, args.out, title=args.title, source=source)
     console.print(f"report written: {path} ({len(results)} measurement(s); plots beside it)")
     return 0

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from profiling.artifacts import DEFAULT_ARTIFACTS
-from profiling.cli.common import INPUT_SIZE_HELP, CliError, input_size, results_table, split_ints, split_list
+import models
+from profiling.artifacts import DEFAULT_ARTIFACTS, ensure_artifact
+from profiling.cli.common import (INPUT_SIZE_HELP, CliError, input_size, results_table, split_ints, split_list,
+                                  start_run)
 from profiling.protocol import MeasureSettings
 from profiling.result import LatencyResult
+from profiling.runners import RUNNERS, coreml, litert, onnxruntime, torch_eager
+from profiling.store import Store
 
 HELP = "export what is missing, measure on host runtimes, store and print the results"
-FORMATS = ("onnx", "tflite", "coreml", "torch")
+FORMATS = tuple(RUNNERS)
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_full")
+XNNPACK_CHOICES = {"on": ["xnnpack"], "off": ["builtin"], "both": ["xnnpack", "builtin"]}  # --xnnpack -> variants
 
 
 @dataclass
@@ -31,13 +36,27 @@ class Job:
     """One measurement to make."""
 
     model: str  # registry name
-    format: str  # onnx / tflite / coreml / torch
+    format: str  # a key of profiling.runners.RUNNERS: onnx / tflite / coreml / torch
     threads: int  # runtime threads
+    options: object  # the runner's options (OrtOptions, LiteRtOptions, CoreMlOptions, TorchOptions)
     variant: str | None = None  # tflite: "xnnpack"/"builtin"; coreml: compute units
     label: str = field(init=False)  # for progress and errors
 
     def __post_init__(self) -> None:
         self.label = f"{self.model} {self.format}{' ' + self.variant if self.variant else ''} {self.threads}t"
+
+
+# format -> the configurations the arguments ask for, as (variant label or None, the runner's options)
+CONFIGURATIONS: dict[str, Callable[[argparse.Namespace], list[tuple[str | None, object]]]] = {
+    "onnx": lambda args: [(None, onnxruntime.OrtOptions(graph_optimization=args.graph_opt,
+                                                        op_profile=args.op_profile))],
+    "tflite": lambda args: [(name, litert.LiteRtOptions(xnnpack=name == "xnnpack"))
+                            for name in XNNPACK_CHOICES[args.xnnpack]],
+    "coreml": lambda args: [(unit, coreml.CoreMlOptions(compute_units=unit))
+                            for unit in split_list(args.compute_units, coreml.COMPUTE_UNITS, "compute unit")],
+    "torch": lambda args: [(None, torch_eager.TorchOptions(input_size=input_size(args.input_size),
+                                                           weights=args.weights))],
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,29 +90,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="onnxruntime: also record a per-op-type profile (stored in extra)")
     runtime.add_argument("--xnnpack", default="on", choices=("on", "off", "both"), help="litert: XNNPACK delegate")
     runtime.add_argument("--compute-units", default="ALL",
-                         help="coreml (macOS): comma-separated from ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE")
+                         help=f"coreml (macOS): comma-separated from {', '.join(coreml.COMPUTE_UNITS)}")
     parser.add_argument("--label", default="", help="a note stored with the run")
     parser.add_argument("--run-id", help="add to this run id instead of starting a new one")
 
 
 def _settings(args: argparse.Namespace, threads: int) -> MeasureSettings:
-    try:
-        return MeasureSettings(warmup_runs=args.warmup, warmup_min_s=args.warmup_secs, min_runs=args.runs,
-                               min_duration_s=args.min_secs, rounds=args.rounds, cooldown_s=args.cooldown,
-                               threads=threads, max_cv=args.max_cv, max_drift=args.max_drift,
-                               max_runs=max(args.runs, MeasureSettings().max_runs))
-    except ValueError as error:
-        raise CliError(str(error)) from None
-
-
-def _input_size(args: argparse.Namespace) -> tuple[int, int] | None:
-    return input_size(args.input_size)
+    return MeasureSettings(warmup_runs=args.warmup, warmup_min_s=args.warmup_secs, min_runs=args.runs,
+                           min_duration_s=args.min_secs, rounds=args.rounds, cooldown_s=args.cooldown,
+                           threads=threads, max_cv=args.max_cv, max_drift=args.max_drift,
+                           max_runs=max(args.runs, MeasureSettings().max_runs))
 
 
 def plan_jobs(args: argparse.Namespace) -> list[Job]:
     """The jobs the arguments ask for; every argument is checked here, before any work."""
-    import models
-
     names = models.list_models() if args.all else list(dict.fromkeys(args.models))
     if not names:
         raise CliError("name at least one MODEL, or --all (`python -m models list` shows the names)")
@@ -104,41 +114,34 @@ def plan_jobs(args: argparse.Namespace) -> list[Job]:
     if not formats or not threads:
         raise CliError("--formats and --threads need at least one value each")
     _settings(args, threads[0])
-    _input_size(args)
+    input_size(args.input_size)
     if "coreml" in formats and platform.system() != "Darwin":
         raise CliError("running Core ML needs macOS; drop coreml from --formats on this host "
                        "(export it with `python -m export.coreml MODEL` and measure it on a Mac)")
-    xnnpack = {"on": ["xnnpack"], "off": ["builtin"], "both": ["xnnpack", "builtin"]}[args.xnnpack]
-    units = split_list(args.compute_units, ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"), "compute unit")
+    configurations = {format_name: build(args) for format_name, build in CONFIGURATIONS.items()}  # checks every flag
     jobs = []
     for name in names:
         for format_name in formats:
-            variants = {"tflite": xnnpack, "coreml": units}.get(format_name, [None])
-            for thread_count in threads:
-                for variant in variants:
-                    if format_name == "coreml" and thread_count != threads[0]:
-                        continue  # Core ML takes no thread count
-                    jobs.append(Job(name, format_name, thread_count, variant))
+            sweep = threads if RUNNERS[format_name].takes_threads else threads[:1]
+            for thread_count in sweep:
+                for variant, options in configurations[format_name]:
+                    jobs.append(Job(name, format_name, thread_count, options, variant))
     return jobs
 
 
-def measure_job(job: Job, args: argparse.Namespace, artifact_cache: dict, progress_update) -> LatencyResult:
-    """Export (or reuse) the artifact and measure one job."""
-    from profiling.artifacts import ensure_artifact
-
+def measure_job(job: Job, args: argparse.Namespace, artifact_cache: dict,
+                progress_update: Callable[[str], None]) -> LatencyResult:
+    """Export (or reuse) the artifact if the runner takes one, and measure one job."""
+    runner = RUNNERS[job.format]
     settings = _settings(args, job.threads)
-    input_size = _input_size(args)
-    if job.format == "torch":
-        from profiling.runners import torch_eager
-
+    if not runner.takes_artifact:
         progress_update(f"measure {job.label}")
-        return torch_eager.measure(job.model, settings, torch_eager.TorchOptions(input_size=input_size,
-                                                                                 weights=args.weights))
+        return runner.measure(job.model, settings, job.options)
     key = (job.model, job.format)
     if key not in artifact_cache:  # one export per model and format, shared by the thread counts
         progress_update(f"export {job.model} {job.format} (parity gate included)")
         try:
-            artifact_cache[key] = ensure_artifact(job.model, job.format, args.precision, input_size,
+            artifact_cache[key] = ensure_artifact(job.model, job.format, args.precision, input_size(args.input_size),
                                                   args.artifacts, reexport=args.reexport, weights=args.weights)
         except Exception as error:
             artifact_cache[key] = error
@@ -148,32 +151,17 @@ def measure_job(job: Job, args: argparse.Namespace, artifact_cache: dict, progre
         raise RuntimeError(f"its export failed earlier in this run ({type(cached).__name__})") from cached
     artifact, exported_now = cached
     progress_update(f"measure {job.label}")
-    if job.format == "onnx":
-        from profiling.runners import onnxruntime as runner
-
-        result = runner.measure(artifact, settings, runner.OrtOptions(graph_optimization=args.graph_opt,
-                                                                      op_profile=args.op_profile))
-    elif job.format == "tflite":
-        from profiling.runners import litert
-
-        result = litert.measure(artifact, settings, litert.LiteRtOptions(xnnpack=job.variant == "xnnpack"))
-    else:
-        from profiling.runners import coreml
-
-        result = coreml.measure(artifact, settings, compute_units=job.variant)
+    result = runner.measure(artifact, settings, job.options)
     result.extra["exported_now"] = exported_now
     return result
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
-    from profiling.store import Store
-
     jobs = plan_jobs(args)
     results, failures = [], []
     artifact_cache: dict = {}
     with Store(args.db) as store:
-        run_id = store.start_run(args.run_id, label=args.label,
-                                 command="python -m profiling " + shlex.join(args.argv))
+        run_id = start_run(store, args, args.label, run_id=args.run_id)
         console.print(f"run [bold]{run_id}[/bold]: {len(jobs)} measurement(s) into {args.db}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:
@@ -182,8 +170,6 @@ def main(args: argparse.Namespace, console: Console) -> int:
                 try:
                     result = measure_job(job, args, artifact_cache,
                                          lambda text: progress.update(task, description=text))
-                except CliError:
-                    raise
                 except Exception as error:  # reported per job; the sweep goes on
                     failures.append((job, error))
                     progress.console.print(f"[red]failed[/red] {job.label}: {type(error).__name__}: {error}")
@@ -203,4 +189,3 @@ def main(args: argparse.Namespace, console: Console) -> int:
                       + "; ".join(f"{job.label} ({type(error).__name__})" for job, error in failures))
         return 1
     return 0
-

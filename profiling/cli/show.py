@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from profiling.cli.common import CliError, flat_record, results_table, split_list
+from profiling.cli.common import CliError, existing_store, flat_record, query_filters, results_table
 from profiling.store import Store
 
 HELP = "show stored results (filter by model, format, runtime, run, device) as a table, CSV or JSON"
@@ -31,28 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
-    if not args.db.exists():
-        raise CliError(f"no results database at {args.db}; measure something first "
-                       f"(`python -m profiling run MODEL`) or pass --db PATH")
-    with Store(args.db) as store:
+    with existing_store(args.db) as store:
         if args.runs:
             return _show_runs(store.runs(), args.output, console)
         if args.ops is not None:
             return _show_ops(store, args.ops, args.output, console)
-        filters = {name: split_list(getattr(args, name)) or None
-                   for name in ("model", "format", "runtime", "precision", "device")}
+        filters = query_filters(args, ("model", "format", "runtime", "precision", "device"))
         filters["run_id"] = store.resolve_run(args.run) if args.run else None
         results = store.query(**filters)
     if args.limit is not None:
         results = results[-args.limit:] if args.limit > 0 else []
     if args.output == "json":
-        json.dump([r.to_dict() for r in results], sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        _print_json([r.to_dict() for r in results])
     elif args.output == "csv":
-        records = [flat_record(r) for r in results]
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["id"])
-        writer.writeheader()
-        writer.writerows(records)
+        _print_csv([flat_record(r) for r in results], empty_header=["id"])
     else:
         console.print(results_table(results, f"{len(results)} result(s) in {args.db}"))
         unstable = sum(r.stats.unstable for r in results)
@@ -61,14 +53,23 @@ def main(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _print_json(data: object) -> None:
+    json.dump(data, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
+def _print_csv(rows: list[dict], empty_header: list[str]) -> None:
+    """Rows under a header of the first row's keys (``empty_header`` when there are no rows)."""
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else empty_header)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
 def _show_runs(runs: list[dict], output: str, console: Console) -> int:
     if output == "json":
-        json.dump(runs, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        _print_json(runs)
     elif output == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(runs[0]) if runs else ["run_id"])
-        writer.writeheader()
-        writer.writerows(runs)
+        _print_csv(runs, empty_header=["run_id"])
     else:
         table = Table(title=f"{len(runs)} run(s)")
         for column in ("run_id", "started_at", "measurements", "label", "device_name", "git_commit", "command"):
@@ -90,13 +91,10 @@ def _show_ops(store: Store, row_id: int, output: str, console: Console) -> int:
         raise CliError(f"measurement {row_id} has no op profile; measure with `python -m profiling run MODEL "
                        f"--formats onnx --op-profile`")
     if output == "json":
-        json.dump(profile, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        _print_json(profile)
         return 0
     if output == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=["op_type", "ms_per_run", "share", "nodes"])
-        writer.writeheader()
-        writer.writerows(profile["by_op_type"])
+        _print_csv(profile["by_op_type"], empty_header=["op_type", "ms_per_run", "share", "nodes"])
         return 0
     table = Table(title=f"{result.model} {result.runtime} {result.threads}t: kernel time by op type, "
                         f"{profile['kernel_ms']:.3f} of {profile['model_run_ms']:.3f} ms per run "

@@ -10,16 +10,19 @@ an ``.mlpackage``. Needs macOS (and Xcode for a phone); elsewhere it exits with 
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
 from rich.console import Console
 
-from profiling.artifacts import DEFAULT_ARTIFACTS
-from profiling.cli.common import CliError, results_table, split_list
+from export.artifact import load_artifact
+from profiling.artifacts import DEFAULT_ARTIFACTS, ensure_artifact
+from profiling.cli.common import CliError, results_table, split_list, start_run
+from profiling.ios.coreml_device import (AppleBenchSettings, AppleToolsUnavailable, benchmark, choose_device,
+                                         list_devices, require_macos)
+from profiling.runners.coreml import COMPUTE_UNITS
+from profiling.store import Store
 
 HELP = "Core ML latency on this Mac or a connected iPhone/iPad (macOS with Xcode)"
-COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,15 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
-    from profiling.ios.coreml_device import (AppleBenchSettings, AppleToolsUnavailable, benchmark, choose_device,
-                                             list_devices, require_macos)
-
     units = split_list(args.compute_units, COMPUTE_UNITS, "compute unit")
-    try:
-        settings = AppleBenchSettings(iterations=args.iterations, warmup_runs=args.warmup,
-                                      load_iterations=args.load_iterations)
-    except ValueError as error:
-        raise CliError(str(error)) from None
+    settings = AppleBenchSettings(iterations=args.iterations, warmup_runs=args.warmup,
+                                  load_iterations=args.load_iterations)
     if not args.list and not args.models:
         raise CliError("name at least one MODEL (registry name or .mlpackage), or use --list")
     try:
@@ -59,13 +56,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
         device = None if args.mac else choose_device(list_devices(), args.device)
     except AppleToolsUnavailable as error:
         raise CliError(str(error)) from None
-    from export.artifact import load_artifact
-    from profiling.artifacts import ensure_artifact
-    from profiling.store import Store
-
     results = []
     with Store(args.db) as store:
-        run_id = store.start_run(label=args.label, command="python -m profiling " + shlex.join(args.argv))
+        run_id = start_run(store, args, args.label)
         for model in args.models:
             if model.endswith(".mlpackage"):
                 artifact = load_artifact(Path(model))

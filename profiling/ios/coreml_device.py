@@ -13,7 +13,6 @@ coremltools >= 8.3, a signing team for the phone).
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import json
 import platform
 import shutil
@@ -22,11 +21,12 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from export.artifact import git_commit
-from profiling.result import DeviceInfo, LatencyResult, host_device, utc_now
+from export.artifact import Artifact, git_commit
+from profiling.errors import UsageError
+from profiling.result import DeviceInfo, LatencyResult, artifact_provenance, host_device, utc_now
+from profiling.runners.common import INSTALL_HINTS, package_version
+from profiling.runners.coreml import COMPUTE_UNITS
 from profiling.stats import compute_stats
-
-COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
 
 class AppleToolsUnavailable(RuntimeError):
@@ -43,7 +43,7 @@ class AppleBenchSettings:
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.warmup_runs < 0 or self.load_iterations < 1:
-            raise ValueError("iterations >= 1, warmup_runs >= 0 and load_iterations >= 1 are required")
+            raise UsageError("iterations >= 1, warmup_runs >= 0 and load_iterations >= 1 are required")
 
 
 def require_macos(for_phone: bool) -> None:
@@ -60,7 +60,7 @@ def require_macos(for_phone: bool) -> None:
         from coremltools.models.ml_program.experimental import perf_utils, remote_device  # noqa: F401
     except ImportError as error:
         raise AppleToolsUnavailable("coremltools >= 8.3 with its experimental benchmarking is needed: "
-                                    f"pip install 'coremltools>=8.3' ({error})") from None
+                                    f"{INSTALL_HINTS['coremltools']} ({error})") from None
 
 
 def list_devices() -> list:
@@ -133,24 +133,18 @@ def mac_device_info() -> DeviceInfo:
 
 
 def result_from_measurements(*, load_ms: list[float], predict_ms: list[float], device: DeviceInfo,
-                             compute_units: str, settings: AppleBenchSettings, artifact=None, model: str,
+                             compute_units: str, settings: AppleBenchSettings, artifact: Artifact | None = None,
+                             model: str,
                              precision: str, input_shape: list[int], runtime: str) -> LatencyResult:
     """Load and prediction samples (ms) as one LatencyResult; every prediction sample is kept."""
-    provenance = {}
-    if artifact is not None:
-        provenance = dict(artifact_sha256=artifact.sha256, artifact_path=str(artifact.path), params=artifact.params,
-                          macs=artifact.macs, reparameterized=artifact.reparameterized)
-    try:
-        version = importlib.metadata.version("coremltools")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
     return LatencyResult(
-        model=model, format="coreml", precision=precision, runtime=runtime, runtime_version=f"coremltools {version}",
+        model=model, format="coreml", precision=precision, runtime=runtime,
+        runtime_version=f"coremltools {package_version('coremltools')}",
         device=device, threads=None, input_shape=list(input_shape), stats=compute_stats([list(predict_ms)]),
         samples_ms=[list(predict_ms)], warmup_runs=settings.warmup_runs, compute_unit=compute_units,
         settings=asdict(settings), extra={"load_ms": list(load_ms),
                                           "first_load_ms": load_ms[0] if load_ms else None},
-        git_commit=git_commit(), created_at=utc_now(), **provenance)
+        git_commit=git_commit(), created_at=utc_now(), **artifact_provenance(artifact))
 
 
 async def _measure(model, device, settings: AppleBenchSettings) -> tuple[list[float], list[float]]:
@@ -164,12 +158,12 @@ async def _measure(model, device, settings: AppleBenchSettings) -> tuple[list[fl
     return list(load.samples), list(predict.samples)
 
 
-def benchmark(artifact, *, device=None, compute_units: str = "ALL", settings: AppleBenchSettings | None = None,
+def benchmark(artifact: Artifact, *, device=None, compute_units: str = "ALL", settings: AppleBenchSettings | None = None,
               team_id: str | None = None, working_dir: Path | None = None) -> LatencyResult:
-    """Time ``artifact`` (an ``export.artifact.Artifact`` of format coreml) on the Mac, or on ``device``."""
+    """Time ``artifact`` (format coreml) on the Mac, or on ``device`` (a coremltools ``remote_device.Device``)."""
     settings = settings or AppleBenchSettings()
     if compute_units not in COMPUTE_UNITS:
-        raise ValueError(f"compute units {compute_units!r}: choose from {', '.join(COMPUTE_UNITS)}")
+        raise UsageError(f"compute units {compute_units!r}: choose from {', '.join(COMPUTE_UNITS)}")
     require_macos(for_phone=device is not None)
     import coremltools as ct
 

@@ -1,54 +1,39 @@
-"""One runner per host runtime; each has ``measure(artifact, settings, ...) -> LatencyResult``.
+"""One runner per host runtime, and :data:`RUNNERS`, the one table that dispatches jobs to them.
 
 - ``onnxruntime``  ONNX artifacts on ONNX Runtime's CPU provider (threads, graph optimization, op profile)
 - ``litert``       TFLite artifacts on the ai-edge-litert interpreter (threads, XNNPACK on/off)
 - ``coreml``       Core ML artifacts through coremltools (macOS only; compute units)
 - ``torch_eager``  the baseline: a registry model in eager PyTorch (``measure(model_name, settings)``)
 
-Every runner builds its session, hands one inference as ``step()`` to ``profiling.protocol`` and
-wraps the samples in a ``LatencyResult``. Runtimes are imported inside the runners.
+Every runner has ``measure(target, settings, options=None, progress=None) -> LatencyResult``, where
+``options`` is its own options dataclass; it builds its session, hands one inference as
+``step()`` to ``profiling.protocol`` and wraps the samples in a ``LatencyResult``. The runtimes
+themselves (onnxruntime, ai_edge_litert, coremltools) are imported inside the runners, so this
+package imports without them. Adding a runtime is one module and one row of :data:`RUNNERS`.
 """
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass
+from typing import Callable
 
-import numpy as np
-
-# artifact format -> runner module (torch eager measures a model, not an artifact)
-RUNNER_FOR_FORMAT: dict[str, str] = {
-    "onnx": "profiling.runners.onnxruntime",
-    "tflite": "profiling.runners.litert",
-    "coreml": "profiling.runners.coreml",
-}
+from profiling.result import LatencyResult
+from profiling.runners import coreml, litert, onnxruntime, torch_eager
 
 
-def runner_for(format_name: str):
-    """The runner module that measures artifacts of ``format_name``."""
-    if format_name not in RUNNER_FOR_FORMAT:
-        raise ValueError(f"no host runner for format {format_name!r}; known: {', '.join(RUNNER_FOR_FORMAT)}")
-    return importlib.import_module(RUNNER_FOR_FORMAT[format_name])
+@dataclass(frozen=True)
+class HostRunner:
+    """One host runtime as a job sees it: what it measures and how it is called."""
+
+    format: str  # what a job names in --formats: an artifact format, or "torch" (an eager registry model)
+    measure: Callable[..., LatencyResult]  # (Artifact or registry name, MeasureSettings, options) -> result
+    takes_artifact: bool = True  # False: measure() takes a registry model name, nothing is exported
+    takes_threads: bool = True  # False: the runtime takes no thread count (one job per configuration)
 
 
-def artifact_input(artifact, seed: int = 0) -> np.ndarray:
-    """A seeded, normalized float32 input in the artifact's own shape and layout.
-
-    Latency does not depend on the values for these models, but NaN-free realistic magnitudes
-    keep denormals and odd fast paths out of the picture.
-    """
-    generator = np.random.default_rng(seed)
-    shape = list(artifact.input_shape)
-    if any(not isinstance(d, int) or d < 1 for d in shape):  # dynamic batch: measure batch 1
-        shape = [1 if not isinstance(d, int) or d < 1 else d for d in shape]
-    pixels = generator.random(shape, dtype=np.float32)
-    channel_axis = 1 if artifact.input_layout == "NCHW" else len(shape) - 1
-    view = [1] * len(shape)
-    view[channel_axis] = -1
-    mean = np.asarray(artifact.mean, dtype=np.float32).reshape(view)
-    std = np.asarray(artifact.std, dtype=np.float32).reshape(view)
-    return (pixels - mean) / std
-
-
-def missing_backend(package: str, extra: str) -> RuntimeError:
-    """The error a runner raises when its runtime is not installed."""
-    return RuntimeError(f"{package} is not installed; install it with `pip install {extra}` "
-                        f"(pinned in requirements.txt)")
+# format -> runner, in the order --formats lists them
+RUNNERS: dict[str, HostRunner] = {runner.format: runner for runner in (
+    HostRunner("onnx", onnxruntime.measure),
+    HostRunner("tflite", litert.measure),
+    HostRunner("coreml", coreml.measure, takes_threads=False),
+    HostRunner("torch", torch_eager.measure, takes_artifact=False),
+)}

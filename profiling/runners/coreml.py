@@ -10,18 +10,33 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
-from profiling.protocol import MeasureSettings, run_protocol
+from export.artifact import Artifact
+from profiling.errors import UsageError
+from profiling.protocol import MeasureSettings, ProgressCallback, run_protocol
 from profiling.result import LatencyResult, result_from_samples
-from profiling.runners import artifact_input, missing_backend
+from profiling.runners.common import artifact_input, missing_backend
 
-COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
+COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")  # coremltools.ComputeUnit names
 
 
 class NeedsMacOSError(RuntimeError):
     """Core ML models run only on macOS (or iOS); raised on any other host."""
+
+
+@dataclass
+class CoreMlOptions:
+    """Core ML options this runner exposes."""
+
+    compute_units: str = "ALL"  # one of COMPUTE_UNITS: where Core ML may run the model
+
+    def __post_init__(self) -> None:
+        if self.compute_units not in COMPUTE_UNITS:
+            raise UsageError(f"compute_units must be one of {', '.join(COMPUTE_UNITS)}, got {self.compute_units!r}")
 
 
 def _coremltools():
@@ -31,31 +46,29 @@ def _coremltools():
     try:
         import coremltools
     except ImportError as error:
-        raise missing_backend("coremltools", "coremltools==9.0") from error
+        raise missing_backend("coremltools") from error
     return coremltools
 
 
-def _feed(artifact) -> dict:
+def _feed(artifact: Artifact) -> dict:
     image = artifact_input(artifact)
     if not artifact.options.get("image_input"):
         return {artifact.input_name: image}
-    from PIL import Image
-
     mean = np.asarray(artifact.mean, dtype=np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(artifact.std, dtype=np.float32).reshape(1, 3, 1, 1)
     pixels = np.clip((image * std + mean) * 255.0, 0, 255).round().astype(np.uint8)[0].transpose(1, 2, 0)
     return {artifact.input_name: Image.fromarray(pixels, mode="RGB")}
 
 
-def measure(artifact, settings: MeasureSettings, compute_units: str = "ALL", progress=None) -> LatencyResult:
+def measure(artifact: Artifact, settings: MeasureSettings, options: CoreMlOptions | None = None,
+            progress: ProgressCallback | None = None) -> LatencyResult:
     """Measure an .mlpackage on this Mac with the protocol, for one set of compute units."""
     if artifact.format != "coreml":
-        raise ValueError(f"the coreml runner measures .mlpackage artifacts, got {artifact.format} ({artifact.path})")
-    if compute_units not in COMPUTE_UNITS:
-        raise ValueError(f"compute_units must be one of {', '.join(COMPUTE_UNITS)}, got {compute_units!r}")
+        raise UsageError(f"the coreml runner measures .mlpackage artifacts, got {artifact.format} ({artifact.path})")
+    options = options or CoreMlOptions()
     ct = _coremltools()
     load_start = time.perf_counter_ns()
-    mlmodel = ct.models.MLModel(str(artifact.path), compute_units=getattr(ct.ComputeUnit, compute_units))
+    mlmodel = ct.models.MLModel(str(artifact.path), compute_units=getattr(ct.ComputeUnit, options.compute_units))
     load_ms = (time.perf_counter_ns() - load_start) / 1e6
     feed = _feed(artifact)
     first_start = time.perf_counter_ns()
@@ -65,6 +78,6 @@ def measure(artifact, settings: MeasureSettings, compute_units: str = "ALL", pro
     return result_from_samples(
         samples=samples, settings=settings, model=artifact.model, format="coreml", precision=artifact.precision,
         runtime="coreml", runtime_version=ct.__version__, input_shape=list(artifact.input_shape),
-        artifact=artifact, compute_unit=compute_units, threads=None,
+        artifact=artifact, compute_unit=options.compute_units, threads=None,
         extra={"load_ms": load_ms, "first_prediction_ms": first_ms, "timed": "MLModel.predict",
                "macos": platform.mac_ver()[0]})

@@ -8,14 +8,16 @@ with the input tensor's scale and zero point.
 """
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from profiling.protocol import MeasureSettings, run_protocol
+from export.artifact import Artifact
+from profiling.errors import UsageError
+from profiling.protocol import MeasureSettings, ProgressCallback, run_protocol
 from profiling.result import LatencyResult, result_from_samples
-from profiling.runners import artifact_input, missing_backend
+from profiling.runners.common import artifact_input, missing_backend, package_version
 
 
 @dataclass
@@ -29,18 +31,11 @@ def _interpreter_module():
     try:
         from ai_edge_litert import interpreter
     except ImportError as error:
-        raise missing_backend("ai-edge-litert", "ai-edge-litert") from error
+        raise missing_backend("ai-edge-litert") from error
     return interpreter
 
 
-def runtime_version() -> str:
-    try:
-        return importlib.metadata.version("ai-edge-litert")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def make_interpreter(path, threads: int, options: LiteRtOptions):
+def make_interpreter(path: str | Path, threads: int, options: LiteRtOptions):
     """An allocated interpreter with the requested threads and delegate choice."""
     module = _interpreter_module()
     resolver = (module.OpResolverType.AUTO if options.xnnpack
@@ -63,11 +58,11 @@ def quantize_input(values: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
 
 
-def measure(artifact, settings: MeasureSettings, options: LiteRtOptions | None = None,
-            progress=None) -> LatencyResult:
-    """Measure a .tflite artifact with the protocol; ``artifact`` is an ``export.artifact.Artifact``."""
+def measure(artifact: Artifact, settings: MeasureSettings, options: LiteRtOptions | None = None,
+            progress: ProgressCallback | None = None) -> LatencyResult:
+    """Measure a .tflite artifact with the protocol."""
     if artifact.format != "tflite":
-        raise ValueError(f"the litert runner measures .tflite artifacts, got {artifact.format} ({artifact.path})")
+        raise UsageError(f"the litert runner measures .tflite artifacts, got {artifact.format} ({artifact.path})")
     options = options or LiteRtOptions()
     interpreter = make_interpreter(artifact.path, settings.threads, options)
     (detail,) = interpreter.get_input_details()
@@ -79,6 +74,6 @@ def measure(artifact, settings: MeasureSettings, options: LiteRtOptions | None =
     samples = run_protocol(interpreter.invoke, settings, progress)
     return result_from_samples(
         samples=samples, settings=settings, model=artifact.model, format="tflite", precision=artifact.precision,
-        runtime="litert", runtime_version=runtime_version(), input_shape=list(image.shape), artifact=artifact,
+        runtime="litert", runtime_version=package_version("ai-edge-litert"), input_shape=list(image.shape), artifact=artifact,
         compute_unit="xnnpack" if options.xnnpack else "builtin",
         extra={"litert_options": asdict(options), "timed": "invoke", "input_dtype": np.dtype(detail["dtype"]).name})

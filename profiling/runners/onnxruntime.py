@@ -17,9 +17,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from profiling.protocol import MeasureSettings, run_protocol
+from export.artifact import Artifact
+from profiling.errors import UsageError
+from profiling.protocol import MeasureSettings, ProgressCallback, run_protocol
 from profiling.result import LatencyResult, result_from_samples
-from profiling.runners import artifact_input, missing_backend
+from profiling.runners.common import artifact_input, missing_backend
 
 GRAPH_OPTIMIZATION_LEVELS = {  # CLI name -> onnxruntime.GraphOptimizationLevel member
     "disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -39,7 +41,7 @@ class OrtOptions:
 
     def __post_init__(self) -> None:
         if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
-            raise ValueError(f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}, "
+            raise UsageError(f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}, "
                              f"got {self.graph_optimization!r}")
 
 
@@ -47,11 +49,11 @@ def _ort():
     try:
         import onnxruntime
     except ImportError as error:
-        raise missing_backend("onnxruntime", "onnxruntime") from error
+        raise missing_backend("onnxruntime") from error
     return onnxruntime
 
 
-def make_session(path, threads: int, options: OrtOptions, profile_prefix: str | None = None):
+def make_session(path: str | Path, threads: int, options: OrtOptions, profile_prefix: str | None = None):
     """An ORT CPU session configured as the options say (the benchmark uses this too)."""
     ort = _ort()
     session_options = ort.SessionOptions()
@@ -67,11 +69,11 @@ def make_session(path, threads: int, options: OrtOptions, profile_prefix: str | 
     return ort.InferenceSession(str(path), sess_options=session_options, providers=["CPUExecutionProvider"])
 
 
-def measure(artifact, settings: MeasureSettings, options: OrtOptions | None = None,
-            progress=None) -> LatencyResult:
-    """Measure an ONNX artifact with the protocol; ``artifact`` is an ``export.artifact.Artifact``."""
+def measure(artifact: Artifact, settings: MeasureSettings, options: OrtOptions | None = None,
+            progress: ProgressCallback | None = None) -> LatencyResult:
+    """Measure an ONNX artifact with the protocol."""
     if artifact.format != "onnx":
-        raise ValueError(f"the onnxruntime runner measures .onnx artifacts, got {artifact.format} ({artifact.path})")
+        raise UsageError(f"the onnxruntime runner measures .onnx artifacts, got {artifact.format} ({artifact.path})")
     options = options or OrtOptions()
     ort = _ort()
     session = make_session(artifact.path, settings.threads, options)
@@ -88,7 +90,7 @@ def measure(artifact, settings: MeasureSettings, options: OrtOptions | None = No
         artifact=artifact, compute_unit="cpu", extra=extra)
 
 
-def op_profile(path, feed: dict, threads: int, options: OrtOptions) -> dict:
+def op_profile(path: str | Path, feed: dict, threads: int, options: OrtOptions) -> dict:
     """Per-op-type kernel time from ORT's profiler, per iteration, largest first."""
     with tempfile.TemporaryDirectory(prefix="ort-profile-") as folder:
         session = make_session(path, threads, options, profile_prefix=str(Path(folder) / "ort"))

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiling.protocol import MeasureSettings, run_protocol
+import torch
+
+import models
+from models.complexity import count_macs, count_params
+from profiling.protocol import MeasureSettings, ProgressCallback, run_protocol
 from profiling.result import LatencyResult, result_from_samples
 
 
@@ -22,13 +26,8 @@ class TorchOptions:
 
 
 def measure(model_name: str, settings: MeasureSettings, options: TorchOptions | None = None,
-            progress=None) -> LatencyResult:
+            progress: ProgressCallback | None = None) -> LatencyResult:
     """Measure ``models.create_model(model_name, deploy=...)`` in eager mode with the protocol."""
-    import torch
-
-    import models
-    from models.complexity import count_macs, count_params
-
     options = options or TorchOptions()
     spec = models.model_spec(model_name)
     if options.input_size is not None:

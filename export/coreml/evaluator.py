@@ -3,7 +3,7 @@
 Core ML itself runs only on macOS. To hold a Core ML export to the parity gate anywhere, this
 module reads the saved package back into a MIL program (coremltools' milproto loader, with the
 package's ``weights/weight.bin``) and interprets the program's ``main`` function: every op is
-looked up in the table of ``export/mil_ops.py`` and computed with numpy (torch's functional
+looked up in the table of ``export/coreml/ops/`` and computed with numpy (torch's functional
 kernels for convolution and pooling).
 
 fp16 is emulated: every value is held in its variable's MIL dtype, so wherever the program holds
@@ -20,11 +20,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from export.mil_ops import MIL_OPS
+from export.capabilities import require
+from export.coreml.ops import MIL_OPS
+
+if TYPE_CHECKING:  # the optional backend: imported when a package is loaded
+    from coremltools.converters.mil.mil import Program, Var
+    from coremltools.proto.Model_pb2 import Model
 
 
 class MILEvalError(RuntimeError):
@@ -40,8 +45,8 @@ class UnsupportedMILOpError(MILEvalError):
         more = f" (and {count - 1} more op(s) of that type)" if count > 1 else ""
         super().__init__(
             f"the Core ML reference evaluator has no implementation of MIL op {op_type!r} "
-            f"(first used by op {op_name!r}{more}); add a function for it to MIL_OPS in "
-            f"export/mil_ops.py, following its definition in coremltools/converters/mil/mil/ops/defs/")
+            f"(first used by op {op_name!r}{more}); add a function for it to MIL_OPS (its family's OPS in "
+            f"export/coreml/ops/), following its definition in coremltools/converters/mil/mil/ops/defs/")
 
 
 @dataclass
@@ -62,13 +67,12 @@ class OpTiming:
     total_seconds: float = 0.0  # whole evaluation
 
 
-def _np_dtype(var) -> Any:
-    from coremltools.converters.mil.mil import types
-
+def _np_dtype(var: Var) -> Any:
+    types = require("coremltools.converters.mil.mil.types", "coreml")
     return types.nptype_from_builtin(var.dtype)
 
 
-def _static_shape(var) -> tuple | None:
+def _static_shape(var: Var) -> tuple | None:
     shape = getattr(var, "shape", None)
     if shape is None or not all(isinstance(n, (int, np.integer)) for n in shape):
         return None
@@ -87,14 +91,10 @@ def _hold(value: Any, dtype: Any) -> Any:
     return array.astype(dtype)
 
 
-def load_mil_program(package_path: str | Path):
+def load_mil_program(package_path: str | Path) -> tuple[Program, Model]:
     """(MIL program, model spec) of a saved ``.mlpackage``; no macOS needed."""
-    try:
-        import coremltools as ct
-        from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("the Core ML reference evaluator needs coremltools: "
-                          "pip install 'coremltools==9.0'") from error
+    ct = require("coremltools", "coreml")
+    milproto = require("coremltools.converters.mil.frontend.milproto.load", "coreml")
     package_path = Path(package_path)
     if not (package_path / "Manifest.json").is_file():
         raise FileNotFoundError(f"{package_path} is not an .mlpackage (no Manifest.json inside)")
@@ -103,7 +103,7 @@ def load_mil_program(package_path: str | Path):
         raise ValueError(f"{package_path} holds a {spec.WhichOneof('Type')} model; the reference "
                          f"evaluator reads ML programs only (convert with convert_to='mlprogram')")
     weights_dir = package_path / "Data" / "com.apple.CoreML" / "weights"
-    program = load_milproto(spec, spec.specificationVersion, str(weights_dir))
+    program = milproto.load(spec, spec.specificationVersion, str(weights_dir))
     return program, spec
 
 
