@@ -25,12 +25,13 @@ from export.capabilities import CAPABILITIES, capability, check_options
 from export.common import FormatHandler, export_model
 from export.errors import ExportError, InputPathError, MissingDependencyError, ParityError, UsageError
 from export.options import ExportOptions, flag_of, help_of, own_fields
-from models import CheckpointMismatchError, ModelSpec, UnknownModelError, create_model, model_spec
+from models import CheckpointError, DeployCheckpointError, ModelSpec, UnknownModelError, create_model, model_spec
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_CONVERTER = 0, 1, 2, 3
 
-# what the person running the command can fix: a name, a flag, a size, a path, a checkpoint
-USAGE_ERRORS = (UsageError, UnknownModelError, CheckpointMismatchError)
+# what the person running the command can fix: a name, a flag, a size, a path, a checkpoint (unreadable, of
+# another model, not fitting: CheckpointFormatError, CheckpointMismatchError, DeployCheckpointError)
+USAGE_ERRORS = (UsageError, UnknownModelError, CheckpointError)
 
 
 def _cli_fields(options_class: type[ExportOptions]) -> list[dataclasses.Field]:
@@ -47,7 +48,9 @@ def _add_command_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="registered model name (`python -m models list`)")
     parser.add_argument("--out", default="artifacts", type=Path,
                         help="output directory; the artifact goes to OUT/<model>/ (default: artifacts/)")
-    parser.add_argument("--weights", type=Path, metavar="PATH", help="local checkpoint to load (nothing is downloaded)")
+    parser.add_argument("--weights", metavar="PATH",
+                        help="local checkpoint to load: .pth/.bin/.safetensors or a Hugging Face hub snapshot folder, "
+                             "in our, timm's or the official layout (nothing is downloaded)")
 
 
 def build_parser(format_name: str) -> argparse.ArgumentParser:
@@ -96,18 +99,15 @@ def _given(args: argparse.Namespace, options_class: type[ExportOptions]) -> dict
     return {f.name: getattr(args, f.name) for f in _cli_fields(options_class) if hasattr(args, f.name)}
 
 
-def _load_model(name: str, weights: Path | None) -> tuple[nn.Module, ModelSpec]:
+def _load_model(name: str, weights: str | None) -> tuple[nn.Module, ModelSpec]:
     spec = model_spec(name)  # UnknownModelError lists the closest names
     try:
         try:
             model = create_model(name, weights=weights)
-        except CheckpointMismatchError as training_error:
+        except DeployCheckpointError:
             # a checkpoint saved from the deploy form (`python -m reparam NAME --out PATH`) loads into that form;
             # the gate then has one reference (reparameterizing a deploy model is the identity)
-            try:
-                model = create_model(name, weights=weights, deploy=True)
-            except CheckpointMismatchError:
-                raise training_error from None
+            model = create_model(name, weights=weights, deploy=True)
     except FileNotFoundError as error:
         if weights is None:
             raise

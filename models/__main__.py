@@ -1,14 +1,18 @@
-"""``python -m models``: list the registry, or show one model in full."""
+"""``python -m models``: list the registry, show one model in full, or convert a checkpoint to our layout."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from models import registry
 from models.complexity import count_macs, count_params
 from models.registry import UnknownModelError, create_model, list_models, model_spec
+from models.weights import CheckpointError
 
 
 def _measure(name: str) -> tuple[int, int]:
@@ -45,7 +49,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 def cmd_info(args: argparse.Namespace, console: Console) -> int:
     spec = model_spec(args.name)
     params, macs = _measure(args.name)
-    table = Table(title=args.name, show_header=False)
+    table = Table(title=spec.name, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     for field, value in spec.to_dict().items():
@@ -56,7 +60,32 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
     ref_macs = f" (reference {spec.gmacs:.2f})" if spec.gmacs else ""
     table.add_row("measured params", f"{params:,} = {params / 1e6:.3f}M{ref_params}")
     table.add_row("measured GMACs", f"{macs / 1e9:.3f}{ref_macs} at {spec.input_shape()}")
+    table.add_row("checkpoints", "\n".join(checkpoint_sources(spec.name)))
+    aliases = registry.aliases_of(spec.name)
+    if aliases:
+        table.add_row("also named", ", ".join(aliases))
     console.print(table)
+    return 0
+
+
+def checkpoint_sources(name: str) -> list[str]:
+    """One line per checkpoint layout that loads into ``name``: the source's name for it and where it comes from."""
+    lines = []
+    for layout in getattr(registry.family_module(name), "CHECKPOINT_LAYOUTS", ()):
+        if layout.name == "ours" and not layout.names:
+            lines.append(f"ours: {name} ({layout.origin})")
+        elif name in layout.names:
+            lines.append(f"{layout.name}: {layout.names[name]} ({layout.origin})")
+    return lines
+
+
+def cmd_convert(args: argparse.Namespace, console: Console) -> int:
+    loaded = registry.convert_weights(args.name, args.source, args.out)
+    size_mb = Path(args.out).stat().st_size / 1e6
+    name = registry.resolve_name(args.name, note=False)
+    console.print(f"wrote {escape(str(args.out))} ({size_mb:.1f} MB): {name} in our layout, from the "
+                  f"{loaded.layout} layout of {escape(str(args.source))}; load it with "
+                  f"models.create_model({name!r}, weights={str(args.out)!r})", soft_wrap=True)
     return 0
 
 
@@ -65,14 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="table of registered models (params, GMACs, input, latency)")
     p_list.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'repvit_*'")
-    p_info = sub.add_parser("info", help="one model in full: spec, reference and measured figures")
+    p_info = sub.add_parser("info", help="one model in full: spec, figures, the checkpoints that load into it")
     p_info.add_argument("name")
+    p_convert = sub.add_parser(
+        "convert-weights", help="write a checkpoint (timm, official or ours) in our layout as safetensors, once",
+        epilog="example: python -m models convert-weights repvit_m1 ~/.cache/huggingface/hub/"
+               "models--timm--repvit_m1.dist_in1k --out repvit_m1.safetensors")
+    p_convert.add_argument("name", help="registered model name (or timm's name for it)")
+    p_convert.add_argument("source", help="checkpoint file (.pth/.bin/.safetensors) or hub snapshot folder")
+    p_convert.add_argument("--out", required=True, help="the safetensors file to write (written atomically)")
     args = parser.parse_args(argv)
     console = Console()
+    commands = {"list": cmd_list, "info": cmd_info, "convert-weights": cmd_convert}
     try:
-        return {"list": cmd_list, "info": cmd_info}[args.command](args, console)
-    except UnknownModelError as error:
-        console.print(f"[red]error:[/red] {error}")
+        return commands[args.command](args, console)
+    except (UnknownModelError, FileNotFoundError, CheckpointError) as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        return 2
+    except OSError as error:  # the output cannot be written
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
         return 2
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import models
@@ -35,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "merged, layer scales folded), check the outputs are unchanged, and optionally save it.",
         epilog="example: python -m reparam repvit_m1 --weights repvit_m1.pth --out repvit_m1_deploy.pt")
     parser.add_argument("name", help="registered model name (python -m models list)")
-    parser.add_argument("--weights", type=Path, help="local training-form checkpoint (state dict, or a dict "
-                        "with a 'model' key); default: random initialization")
+    parser.add_argument("--weights", metavar="PATH", help="local training-form checkpoint: .pth/.bin/.safetensors or "
+                        "a Hugging Face hub snapshot folder, in our, timm's or the official layout; default: random "
+                        "initialization")
     parser.add_argument("--out", type=Path, help="save the deploy state dict here (torch.save)")
     parser.add_argument("--input-size", type=int, metavar="PIXELS",
                         help="square input size for the check (default: the model's own)")
@@ -83,14 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = models.model_spec(args.name)
         training = models.create_model(args.name, weights=args.weights)
-    except models.UnknownModelError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
-    except (FileNotFoundError, models.CheckpointMismatchError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        if isinstance(error, models.CheckpointMismatchError):
-            console.print("a deploy-form checkpoint is already reparameterized: load it with "
-                          f"models.create_model({args.name!r}, deploy=True, weights=PATH)")
+    except (models.UnknownModelError, FileNotFoundError, models.CheckpointError) as error:
+        # one line per message (a mismatch report has its own lines): no wrapping, no markup from paths
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
         return 2
     if args.input_size:
         spec = spec.with_input_size(args.input_size)
