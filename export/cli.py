@@ -37,9 +37,10 @@ from export.options import ExportOptions, flag_of, help_of, own_fields
 from mobilelat.cli import ArgumentParser, raise_if_interrupted, run_cli
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, UsageError
-from models import CheckpointMismatchError, ModelSpec, create_model, model_spec
+from models import DeployCheckpointError, ModelSpec, create_model, model_spec
 
-EXIT_PARITY, EXIT_CONVERTER = EXIT_CHECK_FAILED, EXIT_INCOMPLETE  # what 1 and 3 mean for an export
+# what 1 and 3 mean for an export; a checkpoint that cannot be used (models.CheckpointError) is a UsageError
+EXIT_PARITY, EXIT_CONVERTER = EXIT_CHECK_FAILED, EXIT_INCOMPLETE
 
 
 def _cli_fields(options_class: type[ExportOptions]) -> list[dataclasses.Field]:
@@ -56,8 +57,10 @@ def _add_command_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="registered model name (`python -m models list`)")
     parser.add_argument("--out", default="artifacts", type=Path,
                         help="output directory; the artifact goes to OUT/<model>/ (default: artifacts/)")
-    parser.add_argument("--weights", type=Path, metavar="PATH",
-                        help="local checkpoint to load (nothing is downloaded; default: random initialization)")
+    parser.add_argument("--weights", metavar="PATH",
+                        help="local checkpoint to load: .pth/.bin/.safetensors or a Hugging Face hub snapshot folder, "
+                             "in our, timm's or the official layout (nothing is downloaded; default: random "
+                             "initialization)")
     add_output_flags(parser, quiet_flag=False)  # --quiet is an options field
 
 
@@ -107,18 +110,15 @@ def _given(args: argparse.Namespace, options_class: type[ExportOptions]) -> dict
     return {f.name: getattr(args, f.name) for f in _cli_fields(options_class) if hasattr(args, f.name)}
 
 
-def _load_model(name: str, weights: Path | None) -> tuple[nn.Module, ModelSpec]:
+def _load_model(name: str, weights: str | None) -> tuple[nn.Module, ModelSpec]:
     spec = model_spec(name)  # UnknownModelError lists the closest names
     try:
         try:
             model = create_model(name, weights=weights)
-        except CheckpointMismatchError as training_error:
+        except DeployCheckpointError:
             # a checkpoint saved from the deploy form (`python -m reparam NAME --out PATH`) loads into that form;
             # the gate then has one reference (reparameterizing a deploy model is the identity)
-            try:
-                model = create_model(name, weights=weights, deploy=True)
-            except CheckpointMismatchError:
-                raise training_error from None
+            model = create_model(name, weights=weights, deploy=True)
     except FileNotFoundError as error:
         if weights is None:
             raise
@@ -243,5 +243,5 @@ def _multi_main(handlers: Mapping[str, FormatHandler], argv: list[str]) -> int:
     return outcome.status
 
 
-def _weights_text(weights: Path | None) -> str | None:
+def _weights_text(weights: str | None) -> str | None:
     return None if weights is None else str(weights)

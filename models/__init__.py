@@ -11,6 +11,7 @@ family files listed in ``models/registry.py`` (once) and indexes the names their
 """
 from models.registry import UnknownModelError, create_model, list_families, list_models, model_spec
 from models.spec import ModelSpec
-from models.weights import CheckpointMismatchError
+from models.weights import CheckpointError, CheckpointFormatError, CheckpointMismatchError, DeployCheckpointError
 
-__all__ = ["CheckpointMismatchError", "ModelSpec", "UnknownModelError", "create_model", "list_families", "list_models", "model_spec"]
+__all__ = ["CheckpointError", "CheckpointFormatError", "CheckpointMismatchError", "DeployCheckpointError", "ModelSpec",
+           "UnknownModelError", "create_model", "list_families", "list_models", "model_spec"]

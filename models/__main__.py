@@ -1,14 +1,19 @@
-"""``python -m models``: list the registry, or show one model in full (``--json``: one JSON document)."""
+"""``python -m models``: list the registry, show one model in full (``--json``: one JSON document), or
+convert a checkpoint to our layout."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from mobilelat.cli import ArgumentParser, run_cli
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import UsageError
+from mobilelat.paths import check_output_file
+from models import registry
 from models.complexity import count_macs, count_params
 from models.registry import create_model, list_models, model_spec
 
@@ -24,8 +29,11 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 
 def _record(name: str, params: int, macs: int) -> dict:
-    """One model for ``--json``: its spec fields and the measured counts at its own input size."""
-    return {**model_spec(name).to_dict(), "measured_params": params, "measured_macs": macs}
+    """One model for ``--json``: its spec fields, the measured counts at its own input size, the
+    checkpoints that load into it and its other names."""
+    spec = model_spec(name)
+    return {**spec.to_dict(), "measured_params": params, "measured_macs": macs,
+            "checkpoints": checkpoint_sources(spec.name), "also_named": registry.aliases_of(spec.name)}
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
@@ -61,7 +69,7 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
     if console.json_mode:
         console.emit_json(_record(args.name, params, macs))
         return 0
-    table = Table(title=args.name, show_header=False)
+    table = Table(title=spec.name, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     for field, value in spec.to_dict().items():
@@ -72,11 +80,40 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
     ref_macs = f" (reference {spec.gmacs:.2f})" if spec.gmacs else ""
     table.add_row("measured params", f"{params:,} = {params / 1e6:.3f}M{ref_params}")
     table.add_row("measured GMACs", f"{macs / 1e9:.3f}{ref_macs} at {spec.input_shape()}")
+    table.add_row("checkpoints", "\n".join(checkpoint_sources(spec.name)))
+    aliases = registry.aliases_of(spec.name)
+    if aliases:
+        table.add_row("also named", ", ".join(aliases))
     console.print(table)
     return 0
 
 
-COMMANDS = {"list": cmd_list, "info": cmd_info}
+def checkpoint_sources(name: str) -> list[str]:
+    """One line per checkpoint layout that loads into ``name``: the source's name for it and where it comes from."""
+    lines = []
+    for layout in getattr(registry.family_module(name), "CHECKPOINT_LAYOUTS", ()):
+        if layout.name == "ours" and not layout.names:
+            lines.append(f"ours: {name} ({layout.origin})")
+        elif name in layout.names:
+            lines.append(f"{layout.name}: {layout.names[name]} ({layout.origin})")
+    return lines
+
+
+def cmd_convert(args: argparse.Namespace, console: Console) -> int:
+    check_output_file(args.out)  # before reading a checkpoint of hundreds of MB
+    try:
+        loaded = registry.convert_weights(args.name, args.source, args.out)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from error  # the source path: the user's to fix
+    size_mb = Path(args.out).stat().st_size / 1e6
+    name = registry.resolve_name(args.name, note=False)
+    console.print(f"wrote {escape(str(args.out))} ({size_mb:.1f} MB): {name} in our layout, from the "
+                  f"{loaded.layout} layout of {escape(str(args.source))}; load it with "
+                  f"models.create_model({name!r}, weights={str(args.out)!r})", soft_wrap=True)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "info": cmd_info, "convert-weights": cmd_convert}
 
 
 def build_parser() -> ArgumentParser:
@@ -85,9 +122,17 @@ def build_parser() -> ArgumentParser:
     p_list = sub.add_parser("list", help="table of registered models (params, GMACs, input, latency)")
     p_list.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'repvit_*'")
     add_output_flags(p_list)
-    p_info = sub.add_parser("info", help="one model in full: spec, reference and measured figures")
+    p_info = sub.add_parser("info", help="one model in full: spec, figures, the checkpoints that load into it")
     p_info.add_argument("name")
     add_output_flags(p_info)
+    p_convert = sub.add_parser(
+        "convert-weights", help="write a checkpoint (timm, official or ours) in our layout as safetensors, once",
+        epilog="example: python -m models convert-weights repvit_m1 ~/.cache/huggingface/hub/"
+               "models--timm--repvit_m1.dist_in1k --out repvit_m1.safetensors")
+    p_convert.add_argument("name", help="registered model name (or timm's name for it)")
+    p_convert.add_argument("source", help="checkpoint file (.pth/.bin/.safetensors) or hub snapshot folder")
+    p_convert.add_argument("--out", required=True, type=Path, help="the safetensors file to write (written atomically)")
+    add_output_flags(p_convert, json_flag=False)
     return parser
 
 
@@ -99,7 +144,8 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; returns its exit status (2: an unknown name or a pattern nothing matches)."""
+    """The command line; returns its exit status (2: an unknown name, a pattern nothing matches, a checkpoint
+    that cannot be read or does not fit, an output that cannot be written)."""
     return run_cli(_main, argv)
 
 

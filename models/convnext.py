@@ -16,6 +16,7 @@ from torch import nn
 
 from models.layers import LayerNorm2d
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 from reparam.fuse import fold_scale_into_linear
 
 PAPER = "A ConvNet for the 2020s (CVPR 2022)"
@@ -145,3 +146,42 @@ VARIANTS: dict[str, Variant] = {
 def build(name: str, num_classes: int = 1000) -> ConvNeXt:
     """Build a registered ConvNeXt variant in training form (with layer scale)."""
     return ConvNeXt(num_classes=num_classes, **VARIANTS[name].kwargs)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository", ("stem.0.weight", "stages.0.blocks.0.fc1.weight", "norm.weight")),
+    CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/convnext_*)",
+                     ("stem.0.weight", "stages.0.blocks.0.mlp.fc1.weight", "head.fc.weight"),
+                     names={name: name for name in VARIANTS}),
+    CheckpointLayout("official", "facebookresearch/ConvNeXt releases (convnext_tiny_1k_224*.pth)",
+                     ("downsample_layers.0.0.weight", "stages.0.0.pwconv1.weight", "head.weight"),
+                     names={"convnext_tiny": "convnext_tiny"}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A checkpoint in the ``timm`` or ``official`` layout, with our keys.
+
+    timm: the MLP is ``mlp.fc1/fc2`` and the head ``head.norm``/``head.fc``. official (as timm's
+    ``checkpoint_filter_fn`` reads it): ``downsample_layers``, ``stages.N.M``, ``dwconv``, ``pwconv1/2``
+    (Linear, as in our ConvNeXt-T; the official repository has no ``conv_mlp`` variant).
+    """
+    if source == "timm":
+        return rename_keys(state_dict, [(r"\.mlp\.fc(\d)\.", r".fc\1."), (r"^head\.norm\.", "norm."),
+                                        (r"^head\.fc\.", "head.")])
+    if source != "official":
+        raise ValueError(f"ConvNeXt checkpoints come in the layouts ours, timm or official, not {source!r}")
+    return rename_keys(state_dict, [
+        (r"^downsample_layers\.0\.", "stem."),
+        (r"^downsample_layers\.(\d+)\.", r"stages.\1.downsample."),
+        (r"^stages\.(\d+)\.(\d+)\.", r"stages.\1.blocks.\2."),
+        (r"\.dwconv\.", ".conv_dw."),
+        (r"\.pwconv(\d)\.", r".fc\1."),
+    ])
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "head.weight")

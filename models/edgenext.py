@@ -32,6 +32,7 @@ from torch import nn
 
 from models.layers import ConvBN, LayerNorm2d, drop_path
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 from reparam.fuse import (fold_bn_into_following_conv, fold_bn_into_following_linear, fold_scale_into_linear,
                           fuse_conv_bn)
 from reparam.layers import conv2d_from, linear_from
@@ -390,3 +391,45 @@ VARIANTS: dict[str, Variant] = {
 def build(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0) -> EdgeNeXt:
     """Build a registered EdgeNeXt variant in training form."""
     return EdgeNeXt(**VARIANTS[name].kwargs, num_classes=num_classes, drop_path_rate=drop_path_rate)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+_LN_NAMES = ("edgenext_xx_small", "edgenext_x_small", "edgenext_small", "edgenext_base")
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository", ("downsample_layers.0.0.weight", "classifier.head.weight")),
+    CheckpointLayout("official", "mmaaz60/EdgeNeXt releases (final norm and head at the top level)",
+                     ("downsample_layers.0.0.weight", "stages.0.0.dwconv.weight", "head.weight"),
+                     names={name: name for name in VARIANTS}),
+    CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/edgenext_*)",
+                     ("stem.0.weight", "stages.*.blocks.*.xca.qkv.weight", "head.fc.weight"),
+                     names={name: name for name in _LN_NAMES}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A checkpoint in the ``official`` or ``timm`` layout, with our keys (values untouched).
+
+    official: our module tree with the final norm and head at the top level. timm (the reverse of
+    its ``checkpoint_filter_fn``): ``stem``, ``stages.N.downsample``, ``stages.N.blocks.M``,
+    ``conv_dw`` and ``mlp.fc1/fc2`` for the official ``downsample_layers``, ``dwconv`` and ``pwconv1/2``,
+    and ``head.norm``/``head.fc``.
+    """
+    if source == "official":
+        return rename_keys(state_dict, [(r"^norm\.", "classifier.norm."), (r"^head\.", "classifier.head.")])
+    if source != "timm":
+        raise ValueError(f"EdgeNeXt checkpoints come in the layouts ours, official or timm, not {source!r}")
+    return rename_keys(state_dict, [
+        (r"^stem\.", "downsample_layers.0."),
+        (r"^stages\.(\d+)\.downsample\.", r"downsample_layers.\1."),
+        (r"^stages\.(\d+)\.blocks\.(\d+)\.", r"stages.\1.\2."),
+        (r"\.conv_dw\.", ".dwconv."),
+        (r"\.mlp\.fc(\d)\.", r".pwconv\1."),
+        (r"^head\.norm\.", "classifier.norm."),
+        (r"^head\.fc\.", "classifier.head."),
+    ])
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "classifier.head.weight")

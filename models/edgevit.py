@@ -32,6 +32,7 @@ from torch import nn
 
 from models.layers import Mlp, drop_path
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 from reparam.fuse import fold_bn_into_following_conv, fold_bn_into_following_linear
 from reparam.layers import conv2d_from
 
@@ -271,3 +272,25 @@ VARIANTS: dict[str, Variant] = {
 def build(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0) -> EdgeViT:
     """Build a registered EdgeViT variant in training form."""
     return EdgeViT(**VARIANTS[name].kwargs, num_classes=num_classes, drop_path_rate=drop_path_rate)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository", ("patch_embed1.proj.weight", "classifier.norm.running_mean")),
+    CheckpointLayout("official", "saic-fi/edgevit (final BatchNorm and head at the top level)",
+                     ("patch_embed1.proj.weight", "norm.running_mean", "head.weight"),
+                     names={name: name for name in VARIANTS}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """An official checkpoint with our keys: its top-level ``norm``/``head`` live in our ``classifier``."""
+    if source != "official":
+        raise ValueError(f"EdgeViT checkpoints come in the layouts ours or official, not {source!r}")
+    return rename_keys(state_dict, [(r"^norm\.", "classifier.norm."), (r"^head\.", "classifier.head.")])
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "classifier.head.weight")

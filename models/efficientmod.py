@@ -32,6 +32,7 @@ from torch import nn
 
 from models.layers import Mlp, drop_path
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count
 from reparam.fuse import fold_scale_into_linear
 
 PAPER = "Efficient Modulation for Vision Networks (ICLR 2024)"
@@ -257,3 +258,26 @@ VARIANTS: dict[str, Variant] = {
 def build(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0) -> EfficientMod:
     """Build a registered EfficientMod variant in training form."""
     return EfficientMod(**VARIANTS[name].kwargs, num_classes=num_classes, drop_path_rate=drop_path_rate)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+# The official checkpoints have our keys (module names were kept), so "ours" covers them.
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository and ma-xu/EfficientMod releases (same keys)",
+                     ("patch_embed.proj.weight", "layers.0.blocks.0.mlp.context_layer.f.weight"),
+                     names={"efficientmod_xxs": "efficientMod_xxs", "efficientmod_xs": "efficientMod_xs",
+                            "efficientmod_s": "efficientMod_s", "efficientmod_s_conv": "efficientMod_s_Conv"}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Official checkpoints already have our keys; there is nothing to convert."""
+    if source != "ours":
+        raise ValueError(f"EfficientMod checkpoints come in our (= the official) layout, not {source!r}")
+    return dict(state_dict)
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "head.weight")

@@ -9,19 +9,76 @@ match timm's ``efficientnet_b0``, ``efficientnetv2_b0`` (as ``tf_efficientnetv2_
 ``efficientnetv2_s``. EfficientNetV2 uses Fused-MBConv (one kxk expand conv replacing the 1x1
 expand + depthwise pair) in its early stages, MBConv with SE later. Every conv carries a
 BatchNorm (``ConvBN``), so the deploy form is the generic conv-BN fold; no block needs a hook.
+
+``efficientnetv2_b0`` is the official (TensorFlow) model, as timm's ``tf_efficientnetv2_b0``:
+TensorFlow "SAME" padding (a strided conv pads ``ceil(size / stride)`` worth, the odd pixel at the
+bottom/right, computed from the input it sees) and BatchNorm eps 1e-3. Its weights give different
+outputs with symmetric padding, so the variant declares ``same_padding`` and ``bn_eps``.
 """
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.layers import (ConvBN, ConvBNAct, DepthwiseSeparable, InvertedResidual, SqueezeExciteReduced,
                            make_divisible)
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, timm_efficientnet_blocks
 
 PAPER_B0 = "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks (ICML 2019)"
 PAPER_V2 = "EfficientNetV2: Smaller Models and Faster Training (ICML 2021)"
 REFERENCE = "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/efficientnet.py"
+
+
+class PadSame(nn.Module):
+    """TensorFlow "SAME" padding for a strided kxk conv: the output is ``ceil(size / stride)``.
+
+    The total padding depends on the input size (static for any given shape); the odd pixel goes
+    to the bottom/right, as TensorFlow and timm's ``Conv2dSame`` do.
+    """
+
+    def __init__(self, kernel_size: int, stride: int):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def _total(self, size: int) -> int:
+        return max((math.ceil(size / self.stride) - 1) * self.stride + self.kernel_size - size, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # int(): a traced graph gets constant pads (exports are static; onnxslim mis-folds the traced arithmetic)
+        pad_h, pad_w = self._total(int(x.shape[-2])), self._total(int(x.shape[-1]))
+        return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+
+
+class ConvBNSame(nn.Sequential):
+    """A strided conv + BN with TensorFlow "SAME" padding (children ``pad``, ``c``, ``bn``: ``ConvBN``'s keys).
+
+    The generic conv->BN pass folds ``c`` and ``bn`` and keeps ``pad`` in front.
+    """
+
+    def __init__(self, like: ConvBN):
+        conv = like.c
+        super().__init__()
+        self.add_module("pad", PadSame(conv.kernel_size[0], conv.stride[0]))
+        self.add_module("c", nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
+                                       conv.dilation, conv.groups, bias=False))
+        self.add_module("bn", nn.BatchNorm2d(conv.out_channels))
+        self.load_state_dict(like.state_dict())
+
+
+def _use_same_padding(model: nn.Module) -> None:
+    """Give every strided ``ConvBN`` TensorFlow "SAME" padding, in place.
+
+    Stride-1 convs with odd kernels pad symmetrically under "SAME" too, so they stay as built; the
+    blocks shared with MobileNet (``models.layers``) are built as usual and their strided convs swapped.
+    """
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, ConvBN) and child.c.stride[0] > 1:
+                setattr(parent, child_name, ConvBNSame(child))
 
 
 class ConvBNActSkip(ConvBNAct):
@@ -58,10 +115,11 @@ class EfficientNet(nn.Module):
 
     Table row: (block, repeats, kernel, stride, expansion, out_channels, se_ratio), block one of
     "cn" (conv+BN+SiLU with skip), "ds" (depthwise separable), "er" (Fused-MBConv), "ir" (MBConv).
+    ``same_padding`` and ``bn_eps``: the TensorFlow form of the official EfficientNetV2 models.
     """
 
     def __init__(self, stages: list[list[tuple]], stem_channels: int, head_channels: int = 1280,
-                 num_classes: int = 1000):
+                 num_classes: int = 1000, same_padding: bool = False, bn_eps: float = 1e-5):
         super().__init__()
         self.stem = ConvBNAct(3, stem_channels, 3, 2, act_layer=nn.SiLU, numbered=True)
         in_channels = stem_channels
@@ -80,6 +138,11 @@ class EfficientNet(nn.Module):
         self.act_head = nn.SiLU()
         self.num_features = head_channels
         self.classifier = nn.Linear(head_channels, num_classes) if num_classes > 0 else nn.Identity()
+        if same_padding:
+            _use_same_padding(self)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eps = bn_eps
 
     @staticmethod
     def _block(block_type: str, in_channels: int, out_channels: int, kernel: int, stride: int, expansion: float,
@@ -122,7 +185,7 @@ VARIANTS: dict[str, Variant] = {
              notes="paper Table 2: 5.3M params, 0.39B FLOPs (multiply-adds); the paper gives no device latency "
                    "for B0 (Table 5 is B1/B7 on a CPU); timm's retrained weights reach 77.7")),
     "efficientnetv2_b0": Variant(
-        dict(stem_channels=32, stages=[
+        dict(stem_channels=32, same_padding=True, bn_eps=1e-3, stages=[
             [("cn", 1, 3, 1, 1, 16, 0)],
             [("er", 2, 3, 2, 4, 32, 0)],
             [("er", 2, 3, 2, 4, 48, 0)],
@@ -135,7 +198,8 @@ VARIANTS: dict[str, Variant] = {
              notes="V2-B0 is in the official repo (google/automl, efficientnetv2 effnetv2_configs), not in the "
                    "paper's tables; 192 is its training size (evaluated at 224: 78.7 top-1, 0.72B FLOPs there); "
                    "timm's tf_efficientnetv2_b0 has the same 7.14M parameters; count_macs gives 0.528 GMACs at "
-                   "192, which is the published 0.72B scaled by (192/224)^2 = 0.529")),
+                   "192, which is the published 0.72B scaled by (192/224)^2 = 0.529; TensorFlow 'SAME' padding and "
+                   "BatchNorm eps 1e-3, as the official model and tf_efficientnetv2_b0")),
     "efficientnetv2_s": Variant(
         dict(stem_channels=24, stages=[
             [("cn", 2, 3, 1, 1, 24, 0)],
@@ -156,3 +220,26 @@ VARIANTS: dict[str, Variant] = {
 def build(name: str, num_classes: int = 1000) -> EfficientNet:
     """Build a registered EfficientNet / EfficientNetV2 variant in training form."""
     return EfficientNet(num_classes=num_classes, **VARIANTS[name].kwargs)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository", ("stem.0.c.weight", "conv_head.c.weight")),
+    CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/efficientnet*; _efficientnet_builder names)",
+                     ("conv_stem.weight", "bn1.weight", "blocks.0.0.*.weight"),
+                     names={"efficientnet_b0": "efficientnet_b0", "efficientnetv2_b0": "tf_efficientnetv2_b0",
+                            "efficientnetv2_s": "efficientnetv2_s"}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A timm checkpoint with our keys: each conv and its ``bnN`` become one ``ConvBN``."""
+    if source != "timm":
+        raise ValueError(f"EfficientNet checkpoints come in the layouts ours or timm, not {source!r}")
+    return timm_efficientnet_blocks(state_dict, stem="stem.0")
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "classifier.weight")

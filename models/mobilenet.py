@@ -17,6 +17,7 @@ from torch import nn
 from models.layers import (ConvBN, ConvBNAct, DepthwiseSeparable, InvertedResidual, SqueezeExciteReduced,
                            make_divisible)
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, timm_efficientnet_blocks
 
 PAPER_V2 = "MobileNetV2: Inverted Residuals and Linear Bottlenecks (CVPR 2018)"
 PAPER_V3 = "Searching for MobileNetV3 (ICCV 2019)"
@@ -142,3 +143,25 @@ VARIANTS: dict[str, Variant] = {
 def build(name: str, num_classes: int = 1000) -> MobileNet:
     """Build a registered MobileNetV2/V3 variant in training form."""
     return MobileNet(num_classes=num_classes, **VARIANTS[name].kwargs)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository", ("stem.conv.c.weight", "blocks.0.0.conv_dw.c.weight")),
+    CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/mobilenetv*; _efficientnet_builder names)",
+                     ("conv_stem.weight", "bn1.weight", "blocks.0.0.conv_dw.weight"),
+                     names={name: name for name in VARIANTS}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A timm checkpoint with our keys: each conv and its ``bnN`` become one ``ConvBN``."""
+    if source != "timm":
+        raise ValueError(f"MobileNet checkpoints come in the layouts ours or timm, not {source!r}")
+    return timm_efficientnet_blocks(state_dict, stem="stem.conv")
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "classifier.weight")

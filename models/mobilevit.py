@@ -19,11 +19,14 @@ Deploy form: every conv+BN folds through the generic Conv+BN pass (``ConvBN`` ch
 """
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
 from models.layers import ConvBN, ConvBNAct, make_divisible
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 
 PAPER = "MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision Transformer (ICLR 2022)"
 REFERENCE = "https://github.com/apple/ml-cvnets"
@@ -197,3 +200,48 @@ VARIANTS: dict[str, Variant] = {
 def build(name: str, num_classes: int = 1000, dropout: float = 0.1) -> MobileViT:
     """Build a registered MobileViT variant in training form."""
     return MobileViT(**VARIANTS[name].kwargs, num_classes=num_classes, dropout=dropout)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository", ("stem.0.c.weight", "stages.2.1.global_rep.0.attn.qkv_proj.weight")),
+    CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/mobilevit_*; byobnet names)",
+                     ("stem.conv.weight", "stages.2.1.transformer.0.attn.qkv.weight", "final_conv.conv.weight"),
+                     names={name: name for name in VARIANTS}),
+)
+
+# timm's conv+norm(+act) names -> ours (a ``ConvBN`` is ``c`` + ``bn``; ``ConvBNAct`` wraps it as ``0``)
+_TIMM_CONVS = (("conv1_1x1", "block.0.0"), ("conv2_kxk", "block.1.0"), ("conv3_1x1", "block.2"),
+               ("conv_kxk", "local_rep.0.0"), ("conv_proj", "conv_proj.0"), ("conv_fusion", "fusion.0"))
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A timm (byobnet) checkpoint with our keys (values untouched).
+
+    timm names conv+norm pairs ``conv``/``bn`` under ``conv1_1x1``, ``conv_kxk``, ...; its transformer
+    layers are ``transformer.N`` with ``attn.qkv``/``attn.proj`` and ``mlp.fc1/fc2``, and the
+    LayerNorm after them ``norm`` (ours: the last entry of ``global_rep``).
+    """
+    if source != "timm":
+        raise ValueError(f"MobileViT checkpoints come in the layouts ours or timm, not {source!r}")
+    depths: dict[str, int] = {}
+    for key in state_dict:
+        match = re.match(r"^(stages\.\d+\.\d+)\.transformer\.(\d+)\.", key)
+        if match:
+            depths[match.group(1)] = max(depths.get(match.group(1), 0), int(match.group(2)) + 1)
+    rules = [(r"^stem\.conv\.", "stem.0.c."), (r"^stem\.bn\.", "stem.0.bn."),
+             (r"^final_conv\.conv\.", "conv_1x1_exp.0.c."), (r"^final_conv\.bn\.", "conv_1x1_exp.0.bn."),
+             (r"^head\.fc\.", "classifier.")]
+    for timm_name, ours in _TIMM_CONVS:
+        rules += [(rf"\.{timm_name}\.conv\.", f".{ours}.c."), (rf"\.{timm_name}\.bn\.", f".{ours}.bn.")]
+    rules += [(r"\.conv_1x1\.", ".local_rep.1."), (r"\.transformer\.(\d+)\.", r".global_rep.\1."),
+              (r"\.attn\.qkv\.", ".attn.qkv_proj."), (r"\.attn\.proj\.", ".attn.out_proj."),
+              (r"\.mlp\.fc1\.", ".ffn.0."), (r"\.mlp\.fc2\.", ".ffn.2.")]
+    rules += [(rf"^{re.escape(prefix)}\.norm\.", f"{prefix}.global_rep.{depth}.") for prefix, depth in depths.items()]
+    return rename_keys(state_dict, rules)
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "classifier.weight")

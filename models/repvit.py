@@ -16,12 +16,15 @@ whose eval-mode outputs are averaged).
 """
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.layers import BNLinear, ConvBN, SqueezeExcite, drop_path, make_divisible
 from models.spec import Variant
+from models.weights import CheckpointLayout, rename_keys
 from reparam.fuse import fuse_bn_tensors, fuse_conv_bn, identity_kernel, merge_parallel_branches
 from reparam.layers import conv2d_from, linear_from
 
@@ -266,3 +269,75 @@ def build(name: str, num_classes: int = 1000, distillation: bool = True, drop_pa
     cfgs = _stages(variant["widths"], variant["se"])
     return RepViT(cfgs, num_classes=num_classes, distillation=distillation,
                   legacy_dw=variant.get("legacy_dw", False), drop_path_rate=drop_path_rate)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+_TIMM_NAMES = ("repvit_m0_9", "repvit_m1_0", "repvit_m1_1", "repvit_m1_5", "repvit_m2_3", "repvit_m1", "repvit_m2",
+               "repvit_m3")
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository",
+                     ("features.0.0.c.weight", "features.*.token_mixer.1.conv_reduce.weight")),
+    CheckpointLayout("official", "THU-MIG/RepViT releases (timm 0.5.4 SqueezeExcite: fc1/fc2)",
+                     ("features.0.0.c.weight", "features.*.token_mixer.1.fc1.weight"),
+                     names={name: name for name in VARIANTS}),
+    CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/repvit_*)",
+                     ("stem.conv1.c.weight", "stages.0.blocks.0.token_mixer.conv.c.weight"),
+                     names={name: name for name in _TIMM_NAMES}),
+)
+
+# timm names inside one block (or the downsampling block) -> ours, relative to the block
+_TIMM_BLOCK = (("token_mixer.", "token_mixer.0."), ("se.fc1.", "token_mixer.1.conv_reduce."),
+               ("se.fc2.", "token_mixer.1.conv_expand."), ("channel_mixer.conv1.", "channel_mixer.m.0."),
+               ("channel_mixer.conv2.", "channel_mixer.m.2."))
+_TIMM_DOWNSAMPLE = (("spatial_downsample.", "token_mixer.0."), ("channel_downsample.", "token_mixer.2."),
+                    ("ffn.conv1.", "channel_mixer.m.0."), ("ffn.conv2.", "channel_mixer.m.2."))
+_TIMM_TOP = (("stem.conv1.", "features.0.0."), ("stem.conv2.", "features.0.2."),
+             ("head.head.", "classifier.classifier."), ("head.head_dist.", "classifier.classifier_dist."))
+_TIMM_UNIT = re.compile(r"stages\.(\d+)\.(?:downsample\.(pre_block)\.|(downsample)\.|blocks\.(\d+)\.)(.*)")
+
+
+def _replace_prefix(key: str, table: tuple[tuple[str, str], ...]) -> str:
+    for old, new in table:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A checkpoint in the ``official`` or ``timm`` layout, with our keys (values untouched).
+
+    official: the same module tree, with timm 0.5.4's SE names (``fc1``/``fc2``). timm: stages of
+    blocks, where each downsampling stage starts with ``pre_block`` (the official list's previous
+    stride-1 block) then ``spatial_downsample``/``channel_downsample``/``ffn`` (the official
+    stride-2 block); the official flat ``features`` list is those units in order after the stem.
+    """
+    if source == "official":
+        return rename_keys(state_dict, [(r"(token_mixer\.1\.)fc1\.", r"\1conv_reduce."),
+                                        (r"(token_mixer\.1\.)fc2\.", r"\1conv_expand.")])
+    if source != "timm":
+        raise ValueError(f"RepViT checkpoints come in the layouts ours, official or timm, not {source!r}")
+    parsed = {}  # key -> ((stage, 0 pre_block / 1 downsample / 2 block, block index), rest of the key)
+    for key in state_dict:
+        match = _TIMM_UNIT.fullmatch(key)
+        if match:
+            stage, pre, down, block, rest = match.groups()
+            parsed[key] = ((int(stage), 0 if pre else (1 if down else 2), int(block or 0)), rest)
+    index = {unit: position + 1 for position, unit in enumerate(sorted({unit for unit, _ in parsed.values()}))}
+    out = {}
+    for key, value in state_dict.items():
+        if key in parsed:  # features.0 is the stem; the units follow in order
+            unit, rest = parsed[key]
+            key = f"features.{index[unit]}.{_replace_prefix(rest, _TIMM_DOWNSAMPLE if unit[1] == 1 else _TIMM_BLOCK)}"
+        else:
+            key = _replace_prefix(key, _TIMM_TOP)
+        out[key] = value
+    return out
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict:
+    """Constructor arguments a checkpoint in our layout implies: its class count and distillation head."""
+    head = state_dict.get("classifier.classifier.l.weight")
+    if head is None:
+        return {}
+    return {"num_classes": head.shape[0], "distillation": "classifier.classifier_dist.l.weight" in state_dict}

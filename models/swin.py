@@ -16,11 +16,15 @@ No reparameterization applies (LayerNorm everywhere, no layer scale).
 """
 from __future__ import annotations
 
+import math
+import re
+
 import torch
 from torch import nn
 
 from models.layers import Mlp
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 
 PAPER = "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)"
 REFERENCE = "https://github.com/microsoft/Swin-Transformer"
@@ -217,6 +221,118 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def build(name: str, num_classes: int = 1000, img_size: int = 224) -> SwinTransformer:
-    """Build a registered Swin variant for one input size (the shifted-window mask depends on it)."""
-    return SwinTransformer(num_classes=num_classes, img_size=img_size, **VARIANTS[name].kwargs)
+def build(name: str, num_classes: int = 1000, img_size: int = 224, window: int | None = None) -> SwinTransformer:
+    """Build a registered Swin variant for one input size (the shifted-window mask depends on it).
+
+    ``window`` replaces the variant's window size (e.g. 12 for 384x384 inputs, as timm's ``*_window12_384``).
+    """
+    variant = dict(VARIANTS[name].kwargs, **({"window": window} if window is not None else {}))
+    return SwinTransformer(num_classes=num_classes, img_size=img_size, **variant)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository",
+                     ("patch_embed.weight", "stages.0.blocks.0.attn.relative_position_bias_table")),
+    CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/swin_*)",
+                     ("patch_embed.proj.weight", "layers.0.blocks.0.attn.relative_position_bias_table",
+                      "head.fc.weight"),
+                     names={"swin_tiny": "swin_tiny_patch4_window7_224"}),
+    CheckpointLayout("official", "microsoft/Swin-Transformer releases (patch merging at the end of a stage)",
+                     ("patch_embed.proj.weight", "layers.0.downsample.reduction.weight", "head.weight"),
+                     names={"swin_tiny": "swin_tiny_patch4_window7_224"}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A timm or official checkpoint with our keys (as timm's ``checkpoint_filter_fn`` reads them).
+
+    Both name the stages ``layers`` and the patch embedding ``patch_embed.proj``/``patch_embed.norm``;
+    the official code merges patches at the end of a stage (ours and timm's at the start of the next)
+    and saves the relative position index and attention masks, which are rebuilt here.
+    """
+    if source not in ("timm", "official"):
+        raise ValueError(f"Swin checkpoints come in the layouts ours, timm or official, not {source!r}")
+    state_dict = {k: v for k, v in state_dict.items()
+                  if not k.endswith(("relative_position_index", "attn_mask"))}
+    rules = [(r"^patch_embed\.proj\.", "patch_embed."), (r"^patch_embed\.norm\.", "patch_norm.")]
+    if source == "official":
+        out = {}
+        for key, value in rename_keys(state_dict, rules).items():
+            match = re.match(r"^layers\.(\d+)\.downsample\.(.*)$", key)
+            out[f"stages.{int(match.group(1)) + 1}.downsample.{match.group(2)}" if match else key] = value
+        return rename_keys(out, [(r"^layers\.", "stages.")])
+    return rename_keys(state_dict, rules + [(r"^layers\.", "stages."), (r"^head\.fc\.", "head.")])
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "head.weight")
+
+
+def _progression_positions(source: int, target: int) -> list[float]:
+    """Where timm places a ``source``-wide table's entries to cover ``target`` positions: spacing grows
+    geometrically from the centre, the ratio found by bisection (BEiT's rule)."""
+    left, right = 1.01, 1.5
+    while right - left > 1e-6:
+        ratio = (left + right) / 2.0
+        if (1.0 - ratio ** (source // 2)) / (1.0 - ratio) > target // 2:
+            right = ratio
+        else:
+            left = ratio
+    distances, current = [], 1.0
+    for index in range(source // 2):
+        distances.append(current)
+        current += ratio ** (index + 1)
+    return [-d for d in reversed(distances)] + [0.0] + distances
+
+
+def _linear_corners(points: torch.Tensor, targets: torch.Tensor):
+    """Left/right neighbour indices and distances of ``targets`` on sorted ``points`` (edges clamped)."""
+    right = torch.bucketize(targets, points).clamp(max=len(points) - 1)
+    left = (right - 1).clamp(min=0)
+    to_left = (targets - points[left]).clamp(min=0)
+    to_right = (points[right] - targets).clamp(min=0)
+    on_point = (to_left == 0) & (to_right == 0)
+    to_left[on_point], to_right[on_point] = 1.0, 1.0
+    return left, right, to_left, to_right
+
+
+def resize_relative_position_table(table: torch.Tensor, window: int) -> torch.Tensor:
+    """A ((2w'-1)^2, heads) relative position bias table resized for ``window``, as timm's
+    ``resize_rel_pos_bias_table`` does without scipy: the source entries placed at geometric-progression
+    offsets, bilinear interpolation at the integer offsets of the new window, in float32.
+    """
+    side = math.isqrt(table.shape[0])
+    new_side = 2 * window - 1
+    if side == new_side:
+        return table
+    points = torch.tensor(_progression_positions(side, new_side), dtype=torch.float32)
+    half = new_side // 2
+    targets = torch.arange(-half, half + 0.1, 1.0, dtype=torch.float32)
+    left, right, to_left, to_right = _linear_corners(points, targets)
+    grid = table.float().T.reshape(-1, side, side)  # (heads, rows, columns)
+    rows_l, rows_r = grid[:, left], grid[:, right]  # (heads, new rows, columns)
+    value = (rows_l[:, :, left] * to_right[:, None] * to_right[None, :]
+             + rows_l[:, :, right] * to_right[:, None] * to_left[None, :]
+             + rows_r[:, :, left] * to_left[:, None] * to_right[None, :]
+             + rows_r[:, :, right] * to_left[:, None] * to_left[None, :])
+    value = value / ((to_left + to_right)[:, None] * (to_left + to_right)[None, :])
+    return value.reshape(-1, new_side * new_side).T.contiguous()
+
+
+def fit_checkpoint(state_dict: dict[str, torch.Tensor], model_state: dict[str, torch.Tensor]
+                   ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A checkpoint for another window size, with its relative position tables resized to the model's."""
+    fitted, resized = dict(state_dict), set()
+    for key, value in state_dict.items():
+        target = model_state.get(key)
+        if (key.endswith("relative_position_bias_table") and target is not None and value.shape != target.shape
+                and value.shape[1] == target.shape[1]):
+            window = (math.isqrt(target.shape[0]) + 1) // 2
+            fitted[key] = resize_relative_position_table(value, window)
+            resized.add(((math.isqrt(value.shape[0]) + 1) // 2, window))
+    notes = [f"relative position tables resized from window {old} to {new} (timm's geometric-progression "
+             f"interpolation)" for old, new in sorted(resized)]
+    return fitted, notes

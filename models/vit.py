@@ -12,10 +12,14 @@ No reparameterization applies (no BatchNorm, no layer scale).
 """
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.spec import Variant
+from models.weights import CheckpointLayout, class_count, rename_keys
 
 PAPER = "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale (ICLR 2021)"
 REFERENCE = "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/vision_transformer.py"
@@ -100,3 +104,53 @@ VARIANTS: dict[str, Variant] = {
 def build(name: str, num_classes: int = 1000, img_size: int = 224) -> VisionTransformer:
     """Build a registered ViT variant for one input size (the position embedding depends on it)."""
     return VisionTransformer(num_classes=num_classes, img_size=img_size, **VARIANTS[name].kwargs)
+
+
+# --- checkpoints from other sources (read by models.weights) -------------------------------------------
+
+CHECKPOINT_LAYOUTS = (
+    CheckpointLayout("ours", "this repository", ("patch_embed.weight", "pos_embed", "blocks.0.mlp.0.weight")),
+    CheckpointLayout("timm", "timm 1.0 (huggingface.co/timm/vit_*; also DeiT releases)",
+                     ("patch_embed.proj.weight", "pos_embed", "blocks.0.mlp.fc1.weight"),
+                     names={"vit_tiny_patch16": "vit_tiny_patch16_224"}),
+)
+
+
+def convert_checkpoint(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A timm checkpoint with our keys: ``patch_embed.proj`` is our ``patch_embed``, ``mlp.fc1/fc2`` our ``mlp.0/2``."""
+    if source != "timm":
+        raise ValueError(f"ViT checkpoints come in the layouts ours or timm, not {source!r}")
+    return rename_keys(state_dict, [(r"^patch_embed\.proj\.", "patch_embed."), (r"\.mlp\.fc1\.", ".mlp.0."),
+                                    (r"\.mlp\.fc2\.", ".mlp.2.")])
+
+
+def checkpoint_options(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Constructor arguments a checkpoint in our layout implies: its class count."""
+    return class_count(state_dict, "head.weight")
+
+
+def resample_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], prefix_tokens: int = 1) -> torch.Tensor:
+    """Position embeddings (1, prefix + h*w, C) resampled to a ``grid`` of patches, as timm's
+    ``resample_abs_pos_embed``: the class token's entry kept, the square patch grid resized by
+    antialiased bicubic interpolation, computed in float32 and returned in the input's dtype.
+    """
+    prefix, patches = pos_embed[:, :prefix_tokens], pos_embed[:, prefix_tokens:]
+    side = math.isqrt(patches.shape[1])
+    if side * side != patches.shape[1]:
+        raise ValueError(f"position embedding of {patches.shape[1]} patches is not a square grid")
+    dim = patches.shape[-1]
+    image = patches.float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    image = F.interpolate(image, size=grid, mode="bicubic", antialias=True)
+    patches = image.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], dim).to(pos_embed.dtype)
+    return torch.cat([prefix, patches], dim=1)
+
+
+def fit_checkpoint(state_dict: dict[str, torch.Tensor], model_state: dict[str, torch.Tensor]
+                   ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A checkpoint for another input size, with its position embeddings resampled to the model's grid."""
+    source, target = state_dict.get("pos_embed"), model_state.get("pos_embed")
+    if source is None or target is None or source.shape == target.shape or source.shape[-1] != target.shape[-1]:
+        return state_dict, []
+    old, new = math.isqrt(source.shape[1] - 1), math.isqrt(target.shape[1] - 1)
+    fitted = dict(state_dict, pos_embed=resample_pos_embed(source, (new, new)))
+    return fitted, [f"pos_embed resampled from {old}x{old} to {new}x{new} patches (bicubic, antialiased, as timm does)"]

@@ -10,6 +10,10 @@ of each model is kept, and the report shows:
 - ``top1_vs_latency.png``  published ImageNet top-1 against measured latency, Pareto front drawn;
 - a table of the papers' device latencies (``ModelSpec.published_latency_ms``) beside ours.
 
+A phone measurement whose delegate (GPU, NNAPI, XNNPACK) took only part of the graph, or none of
+it, ran partly on the CPU: its row says so in the ``delegation`` column, with the node counts the
+tool printed, and a note under the table counts such rows.
+
 Every file is written under a temporary name and renamed, so a report folder never holds a
 half-written file.
 """
@@ -117,6 +121,24 @@ def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def delegation_note(result: LatencyResult) -> str:
+    """The delegation cell of a result: what ``extra["delegation"]`` (phone runs) says, "-" when nothing was asked."""
+    record = result.extra.get("delegation") or {}
+    requested, status = record.get("requested"), record.get("status")
+    if status == "partial":
+        nodes = (f": {record['nodes_replaced']}/{record['nodes_total']} nodes"
+                 if record.get("nodes_total") is not None else "")
+        kernels = f", {record['kernels']} kernels" if record.get("kernels") is not None else ""
+        return f"PARTIAL {requested} delegation{nodes}{kernels}"
+    if status == "none":
+        return f"NO {requested} delegation (ran on the CPU)"
+    if status == "full":
+        return f"full {requested}"
+    if status == "unknown":
+        return f"{requested}: not reported"
+    return "-"
 
 
 def fmt(value: float | int | None, pattern: str = "{:.3f}") -> str:
@@ -280,8 +302,9 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
     lines += setup_section(grouped, labels)
 
     lines += ["## Latency per model and runtime", "", "![latency per model](latency_by_model.png)", "",
-              "| model | configuration | median ms | trimmed ms | p90 ms | cv | runs | load (1 min) | stable |",
-              "|---|---|---:|---:|---:|---:|---:|---|---|"]
+              "| model | configuration | median ms | trimmed ms | p90 ms | cv | runs | load (1 min) | stable | delegation |",
+              "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
+    partial = 0
     for model in model_order:
         for label in labels:
             result = grouped[label].get(model)
@@ -289,8 +312,14 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
                 continue
             s = result.stats
             stable = "UNSTABLE: " + "; ".join(s.unstable_reasons) if s.unstable else "yes"
+            delegation = delegation_note(result)
+            partial += delegation.startswith(("PARTIAL", "NO "))
             lines.append(f"| {model} | {label} | {fmt(s.median_ms)} | {fmt(s.trimmed_mean_ms)} | "
-                         f"{fmt(s.p90_ms)} | {fmt(s.cv)} | {s.count} | {load_of(result)} | {stable} |")
+                         f"{fmt(s.p90_ms)} | {fmt(s.cv)} | {s.count} | {load_of(result)} | {stable} | {delegation} |")
+    if partial:
+        lines += ["", f"**{partial} row(s) were not fully delegated**: the delegate named in the configuration took "
+                      "only part of the graph (or none of it) and the rest ran on the CPU, so those figures are not "
+                      "that delegate's latency."]
 
     lines += ["", "## Do MACs or parameters predict latency here?", "",
               "Spearman rank correlation between median latency and GMACs / parameters, per configuration "

@@ -2,8 +2,18 @@
 
 Default file ``results/latency.db`` (every CLI takes ``--db PATH``). The schema version is
 ``PRAGMA user_version``; :data:`MIGRATIONS` lists the steps in order, each a list of SQL
-statements run once inside one transaction (executed one by one, never split from a script), so an old file is upgraded in place the first time a newer mobilelat opens it (and a
-file from a NEWER mobilelat is refused rather than misread).
+statements run once inside one transaction (executed one by one, never split from a script).
+
+Reading never writes: ``Store(path, readonly=True)`` (what ``show``, ``report`` and ``compare``
+use) opens the file read-only, changes neither its journal mode nor its schema, and reads an
+older schema of ours through an in-memory copy upgraded there. Writing opens migrate, and only a
+file that is empty or ours: a SQLite file holding other tables, or one from a NEWER mobilelat, is
+refused before anything is changed (no tables created, no ``user_version`` set, no switch to WAL).
+
+A sweep records its planned jobs (table ``jobs``: pending, done, failed, not_run), so a sweep cut
+short can be finished later; a measurement and its job's "done" land in one transaction.
+Imported measurements carry a content key (``measurements.import_key``, unique), so importing
+the same records twice stores them once.
 
 Damage: every open runs ``PRAGMA quick_check`` (milliseconds for a results file) and refuses a
 damaged file with one line saying what to do, and a read that meets a damaged page raises
@@ -30,8 +40,9 @@ import json
 import random
 import sqlite3
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from mobilelat.errors import UsageError
 from profiling.result import DeviceInfo, LatencyResult, new_run_id, utc_now
@@ -111,9 +122,27 @@ INSERT INTO runs (run_id, started_at, git_commit, device_name)
 """,
 ]
 
+_V3_JOBS_AND_IMPORT_KEYS = [
+    """
+CREATE TABLE jobs (
+    run_id TEXT NOT NULL,
+    job_key TEXT NOT NULL,               -- the job's name within its run: "model|format|threads|#repeat"
+    spec TEXT NOT NULL,                  -- JSON: everything needed to run the job again
+    status TEXT NOT NULL,                -- pending / done / failed / not_run
+    detail TEXT NOT NULL DEFAULT '',     -- why it failed or did not run
+    measurement_id INTEGER,              -- the row it produced, once done
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_key)
+)
+""",
+    "ALTER TABLE measurements ADD COLUMN import_key TEXT",  # content key of an imported record (sha256)
+    "CREATE UNIQUE INDEX measurements_import_key ON measurements (import_key) WHERE import_key IS NOT NULL",
+]
+
 # Ordered: MIGRATIONS[i] takes a database from version i to version i + 1, one statement per item,
 # all in one transaction. Append, never edit.
-MIGRATIONS: list[list[str]] = [_V1_MEASUREMENTS, _V2_RUNS]
+MIGRATIONS: list[list[str]] = [_V1_MEASUREMENTS, _V2_RUNS, _V3_JOBS_AND_IMPORT_KEYS]
+JOB_STATUSES = ("pending", "done", "failed", "not_run")
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
@@ -130,6 +159,15 @@ _STAT_FIELDS = ("median_ms", "mean_ms", "min_ms", "max_ms", "p90_ms", "p99_ms", 
 _FILTERS = {"id": "id", "model": "model", "format": "format", "runtime": "runtime", "precision": "precision",
             "run_id": "run_id", "device": "device_name", "device_kind": "device_kind",
             "threads": "threads", "compute_unit": "compute_unit"}
+
+
+def _ensure_runs(connection: sqlite3.Connection, results: list[LatencyResult]) -> None:
+    """A run id nobody started (e.g. a script's own) still gets a runs row."""
+    for run_id in {r.run_id for r in results if r.run_id}:
+        first = next(r for r in results if r.run_id == run_id)
+        connection.execute("INSERT OR IGNORE INTO runs (run_id, started_at, git_commit, device_name) "
+                           "VALUES (?, ?, ?, ?)", (run_id, first.created_at or utc_now(), first.git_commit,
+                                                   first.device.name))
 
 
 class StoreError(UsageError, RuntimeError):
@@ -180,15 +218,35 @@ def _row_to_result(row: sqlite3.Row) -> LatencyResult:
         run_id=row["run_id"], git_commit=row["git_commit"], created_at=row["created_at"], id=row["id"])
 
 
+def _contents(connection: sqlite3.Connection) -> tuple[int, set[str]]:
+    """(user_version, the file's own tables): what tells an empty file, ours, and someone else's apart."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+              if not row[0].startswith("sqlite_")}
+    return version, tables
+
+
+def _refuse_unless_ours(path: Path | str, version: int, tables: set[str]) -> None:
+    """Raise StoreError for a file this mobilelat must not touch: a newer schema, or another program's database."""
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has schema version {version}, newer than this mobilelat understands "
+                         f"({SCHEMA_VERSION}); left untouched: update mobilelat or use another --db")
+    if (version == 0 and tables) or (version > 0 and "measurements" not in tables):
+        shown = ", ".join(sorted(tables)[:8]) or "none"
+        raise StoreError(f"{path} is a SQLite database of something else (user_version {version}, tables: {shown}), "
+                         f"not a mobilelat results database; left untouched: point --db at another file")
+
+
 def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Bring the database to schema ``target`` (one transaction per step); returns the final version."""
+    """Bring the database to schema ``target`` (one transaction per step); returns the final version.
+
+    Only an empty database or one of ours is migrated; anything else raises StoreError unchanged.
+    """
     while True:
         connection.execute("BEGIN IMMEDIATE")  # re-read the version under the write lock
         try:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"database schema version {version} is newer than this mobilelat "
-                                 f"understands ({SCHEMA_VERSION}); update mobilelat or use another --db")
+            version, tables = _contents(connection)
+            _refuse_unless_ours("the database", version, tables)
             if version >= target:
                 connection.execute("COMMIT")
                 return version
@@ -202,39 +260,83 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
 
 
 class Store:
-    """A connection to the results database; use as a context manager or call ``close()``."""
+    """A connection to the results database; use as a context manager or call ``close()``.
 
-    def __init__(self, path: str | Path = DEFAULT_DB, busy_timeout_s: float = 30.0, retry_for_s: float = 120.0):
+    ``readonly=True`` opens an existing file for reading only (nothing in it changes); otherwise the
+    file is created if missing and upgraded to the current schema if it is ours.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, busy_timeout_s: float = 30.0, retry_for_s: float = 120.0,
+                 readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly  # reads only: writes raise StoreError
         if self.path.is_dir():
             raise StoreError(f"--db {self.path} is a directory; give a file path such as {self.path / 'latency.db'}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retry_for_s = retry_for_s  # give up on a write after this long blocked, seconds
+        if readonly:
+            self._connection = self._open_readonly(busy_timeout_s)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._connection = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.Error as error:
             raise StoreError(f"cannot open results database {self.path}: {error}") from error
         self._connection.row_factory = sqlite3.Row
         try:
-            self._check_integrity()
+            self._check_integrity(self._connection)  # a damaged file is refused before anything else
+            # look before touching: a foreign or newer file must leave here exactly as it came
+            _refuse_unless_ours(self.path, *self._retry(lambda: _contents(self._connection)))
             self._retry(lambda: self._connection.execute("PRAGMA journal_mode=WAL").fetchone())
             self._connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             # In WAL mode NORMAL cannot corrupt the file; a power cut may drop the last commits only.
             self._connection.execute("PRAGMA synchronous = NORMAL")
             self.schema_version = self._retry(lambda: migrate(self._connection))
-        except StoreError:
+        except StoreError as error:
             self._connection.close()
-            raise
+            raise StoreError(str(error).replace("the database", str(self.path), 1)) from None
         except sqlite3.DatabaseError as error:
             self._connection.close()
             raise StoreError(f"{self.path} is not a mobilelat results database ({error}); "
                              f"point --db at another file") from error
 
+    def _open_readonly(self, busy_timeout_s: float) -> sqlite3.Connection:
+        """The file opened read-only; an older schema of ours is read through an upgraded in-memory copy."""
+        if not self.path.is_file():
+            raise StoreError(f"no results database at {self.path}")
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
+        try:
+            connection = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+            try:
+                self._check_integrity(connection)  # a damaged file is never read as a short or empty one
+            except BaseException:
+                connection.close()
+                raise
+            version, tables = _contents(connection)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path} is not a mobilelat results database ({error}); "
+                             f"point --db at another file") from error
+        try:
+            _refuse_unless_ours(self.path, version, tables)
+            if version == 0:
+                raise StoreError(f"{self.path} holds no mobilelat results (an empty database)")
+            if version < SCHEMA_VERSION:
+                copy = sqlite3.connect(":memory:", isolation_level=None)
+                connection.backup(copy)
+                connection.close()
+                connection = copy
+                migrate(connection)
+        except BaseException:
+            connection.close()
+            raise
+        connection.row_factory = sqlite3.Row
+        self.schema_version = SCHEMA_VERSION
+        return connection
+
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _check_integrity(self) -> None:
+    def _check_integrity(self, connection: sqlite3.Connection) -> None:
         """``PRAGMA quick_check``: a damaged file is refused before anything is read from or written to it."""
-        rows = [row[0] for row in self._retry(lambda: self._connection.execute("PRAGMA quick_check").fetchall())]
+        rows = [row[0] for row in self._retry(lambda: connection.execute("PRAGMA quick_check").fetchall())]
         if rows != ["ok"]:  # each row may hold several lines, the first naming the database
             problems = [line for row in rows for line in str(row).splitlines() if not line.startswith("***")]
             more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
@@ -271,6 +373,9 @@ class Store:
 
     def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """One ``BEGIN IMMEDIATE`` transaction around ``body``: all of it lands or none."""
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only; nothing can be written through this connection")
+
         def attempt() -> T:
             self._connection.execute("BEGIN IMMEDIATE")
             try:
@@ -312,12 +417,13 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)", values))
         return run_id
 
-    def insert(self, result: LatencyResult) -> int:
-        """Store one result (one transaction); sets and returns its row id."""
-        return self.insert_many([result])[0]
+    def insert(self, result: LatencyResult, job_key: str | None = None) -> int:
+        """Store one result (one transaction); sets and returns its row id. With ``job_key``, the job of
+        ``result.run_id`` with that key is marked done in the same transaction."""
+        return self.insert_many([result], job_keys=None if job_key is None else [job_key])[0]
 
-    def insert_many(self, results: Iterable[LatencyResult]) -> list[int]:
-        """Store several results in ONE transaction: all land or none do."""
+    def insert_many(self, results: Iterable[LatencyResult], job_keys: list[str] | None = None) -> list[int]:
+        """Store several results in ONE transaction: all land or none do (``job_keys``: as in ``insert``)."""
         results = list(results)
         rows = [_result_to_row(r) for r in results]  # serialise first: a bad result writes nothing
         sql = (f"INSERT INTO measurements ({', '.join(_COLUMNS)}) "
@@ -327,18 +433,67 @@ class Store:
             ids = []
             for row in rows:
                 ids.append(connection.execute(sql, row).lastrowid)
-            run_ids = {r.run_id for r in results if r.run_id}
-            for run_id in run_ids:  # a run id nobody started (e.g. an import) still gets a runs row
-                first = next(r for r in results if r.run_id == run_id)
-                connection.execute("INSERT OR IGNORE INTO runs (run_id, started_at, git_commit, device_name) "
-                                   "VALUES (?, ?, ?, ?)",
-                                   (run_id, first.created_at or utc_now(), first.git_commit, first.device.name))
+            for result, row_id, key in zip(results, ids, job_keys or []):
+                updated = connection.execute(
+                    "UPDATE jobs SET status = 'done', detail = '', measurement_id = ?, updated_at = ? "
+                    "WHERE run_id = ? AND job_key = ?", (row_id, utc_now(), result.run_id, key)).rowcount
+                if updated != 1:
+                    raise StoreError(f"no job {key!r} in run {result.run_id!r}: plan it before storing its result")
+            _ensure_runs(connection, results)
             return ids
 
         ids = self._write(body)
         for result, row_id in zip(results, ids):
             result.id = row_id
         return ids
+
+    def import_results(self, items: Callable[[], Iterator[tuple[LatencyResult, str, int]]], *, run_id: str,
+                       label: str = "", command: str = "", git_commit: str | None = None,
+                       device_name: str | None = None) -> tuple[int, list[int]]:
+        """Insert imported ``(result, content key, row number)`` items in ONE transaction, streaming.
+
+        A key the store already holds is skipped (importing a file twice stores it once). ``items`` is
+        called again should the transaction be retried. The run row is written only when something was
+        inserted. Returns (rows inserted, row numbers skipped).
+        """
+        sql = (f"INSERT INTO measurements ({', '.join(_COLUMNS)}, import_key) "
+               f"VALUES ({', '.join('?' * (len(_COLUMNS) + 1))}) "
+               "ON CONFLICT (import_key) WHERE import_key IS NOT NULL DO NOTHING")
+
+        def body(connection: sqlite3.Connection) -> tuple[int, list[int]]:
+            inserted, skipped = 0, []
+            for result, key, row in items():
+                result.run_id = run_id
+                if connection.execute(sql, (*_result_to_row(result), key)).rowcount == 1:
+                    inserted += 1
+                else:
+                    skipped.append(row)
+            if inserted:
+                connection.execute("INSERT OR IGNORE INTO runs (run_id, started_at, label, command, git_commit, "
+                                   "device_name) VALUES (?, ?, ?, ?, ?, ?)",
+                                   (run_id, utc_now(), label, command, git_commit, device_name))
+            return inserted, skipped
+
+        return self._write(body)
+
+    def plan_jobs(self, run_id: str, jobs: list[tuple[str, dict]]) -> None:
+        """Record the ``(job key, spec)`` jobs of ``run_id`` as pending (jobs already recorded are kept)."""
+        now = utc_now()
+        self._write(lambda c: c.executemany(
+            "INSERT OR IGNORE INTO jobs (run_id, job_key, spec, status, updated_at) VALUES (?, ?, ?, 'pending', ?)",
+            [(run_id, key, json.dumps(spec), now) for key, spec in jobs]))
+
+    def set_job(self, run_id: str, job_key: str, status: str, detail: str = "") -> None:
+        """Mark a job failed / not_run / pending, with the reason (use ``insert(result, job_key)`` for done)."""
+        if status not in JOB_STATUSES or status == "done":
+            raise StoreError(f"job status {status!r}: use one of pending, failed, not_run (done comes with insert)")
+
+        def body(connection: sqlite3.Connection) -> None:
+            if connection.execute("UPDATE jobs SET status = ?, detail = ?, updated_at = ? WHERE run_id = ? "
+                                  "AND job_key = ? AND status != 'done'",
+                                  (status, detail, utc_now(), run_id, job_key)).rowcount != 1:
+                raise StoreError(f"no unfinished job {job_key!r} in run {run_id!r}")
+        self._write(body)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -386,6 +541,24 @@ class Store:
         return self._write(lambda c: c.execute(
             "DELETE FROM runs WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM measurements m WHERE m.run_id = ?)",
             (run_id, run_id)).rowcount) > 0
+
+    def jobs(self, run_id: str) -> list[dict]:
+        """The planned jobs of a run in plan order: job_key, spec (dict), status, detail, measurement_id."""
+        rows = self._read("SELECT job_key, spec, status, detail, measurement_id, updated_at FROM jobs "
+                          "WHERE run_id = ? ORDER BY rowid", (run_id,))
+        return [dict(row) | {"spec": json.loads(row["spec"])} for row in rows]
+
+    def find_run(self, reference: str) -> dict:
+        """Any run (measured or not) by id, unique prefix or ``latest``: its runs row."""
+        runs = self.runs()
+        if reference == "latest" and runs:
+            return runs[-1]
+        matches = [r for r in runs if r["run_id"] == reference] or [r for r in runs if r["run_id"].startswith(reference)]
+        if len(matches) != 1:
+            known = ", ".join(r["run_id"] for r in runs[-5:]) or "none"
+            what = "no run" if not matches else f"{len(matches)} runs"
+            raise StoreError(f"{what} matches {reference!r} in {self.path}; latest runs: {known}")
+        return matches[0]
 
     def resolve_run(self, reference: str) -> str:
         """A run id from an id, a unique prefix, ``latest`` or ``latest~N`` (N runs before the latest)."""

@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "merged, layer scales folded), check the outputs are unchanged, and optionally save it.",
         epilog="example: python -m reparam repvit_m1 --weights repvit_m1.pth --out repvit_m1_deploy.pt")
     parser.add_argument("name", help="registered model name (python -m models list)")
-    parser.add_argument("--weights", type=Path, help="local training-form checkpoint (state dict, or a dict "
-                        "with a 'model' key); default: random initialization")
+    parser.add_argument("--weights", metavar="PATH", help="local training-form checkpoint: .pth/.bin/.safetensors or "
+                        "a Hugging Face hub snapshot folder, in our, timm's or the official layout; default: random "
+                        "initialization")
     parser.add_argument("--out", type=Path, help="save the deploy state dict here (torch.save)")
     parser.add_argument("--input-size", type=input_size_type, metavar="HxW",
                         help="input size for the check, N or HxW (default: the model's own)")
@@ -102,10 +103,6 @@ def _main(argv: list[str]) -> int:
             training = models.create_model(args.name, weights=args.weights)
         except FileNotFoundError as error:
             raise UsageError(str(error)) from error  # the --weights path: the user's to fix
-        except models.CheckpointMismatchError as error:
-            raise models.CheckpointMismatchError(
-                f"{error}; a deploy-form checkpoint is already reparameterized: load it with "
-                f"models.create_model({args.name!r}, deploy=True, weights=PATH)") from error
         if args.input_size:
             spec = spec.with_input_size(*args.input_size)
         with console.stage(f"reparameterize {args.name}"):
@@ -128,7 +125,7 @@ def _main(argv: list[str]) -> int:
                 return 1
 
         if args.out is not None:
-            with console.stage(f"save the deploy state dict to {escape(str(args.out))}"):
+            with console.stage(f"save the deploy state dict to {args.out}"):
                 save_atomically(deploy.state_dict(), args.out)
             console.print(f"saved the deploy state dict to {escape(str(args.out))} "
                           f"({args.out.stat().st_size / 1e6:.1f} MB); load it with "

@@ -226,3 +226,175 @@ def test_a_fresh_record_is_stored_in_that_shape():
     after = ThermalReading(battery_c=31.0, zones_c={"thermal_zone0 cpu": 46.5}, taken_at_s=1700000030.0)
     cooldown = CooldownRecord(target_c=None, start_c=40.0)
     assert thermal_record(before, after, ThermalSettings(max_rise_c=5.0), cooldown).to_dict() == STORED_THERMAL
+
+
+# ---- issue 14: sections, names, spaces, delegation, no-measurement outputs --------------------------
+# Written for these tests in the formats of stats_calculator.cc / benchmark_tflite_model.cc (tabs as \t).
+
+HEADER = ("\t             [node type]\t          [start]\t  [first]\t [avg ms]\t     [%]\t  [cdf%]\t  [mem KB]"
+          "\t[times called]\t[Name]")
+SUMMARY_HEADER = "\t             [Node type]\t  [count]\t  [avg ms]\t    [avg %]\t    [cdf %]\t  [mem KB]\t[times called]"
+
+
+def row(kind, start, first, avg, percent, cdf, name, called=1):
+    return (f"\t{kind:>24}\t{start:17.3f}\t{first:9.3f}\t{avg:9.3f}\t{percent:7.3f}%\t{cdf:7.3f}%\t{0:10.3f}"
+            f"\t{called:9d}\t{name}")
+
+
+def summary_row(kind, count, avg, percent, cdf):
+    return f"\t{kind:>24}\t{count:9d}\t{avg:10.3f}\t{percent:10.3f}%\t{cdf:10.3f}%\t{0:10.3f}\t{count:9d}"
+
+
+SECTIONED = "\n".join([
+    "INFO: STARTING!",
+    "INFO: Explicitly applied GPU delegate, and the model graph will be partially executed by the delegate w/ 3 "
+    "delegate kernels.",
+    "INFO: count=10 first=3000 curr=2500 min=2400 max=3000 avg=2600 std=150",
+    "",
+    "INFO: count=50 first=2100 curr=2000 min=1900 max=2300 avg=2050.5 std=80 p5=1950 median=2040 p95=2200",
+    "",
+    "INFO: Inference timings in us: Init: 90000, First inference: 3000, Warmup (avg): 2600, Inference (avg): 2050.5",
+    "INFO: Profiling Info for Benchmark Initialization:",
+    "============================== Run Order ==============================", HEADER,
+    row("ModifyGraphWithDelegate", 0, 80.0, 80.0, 95.0, 95.0, "ModifyGraphWithDelegate/0"),
+    row("AllocateTensors", 80.0, 4.2, 4.2, 5.0, 100.0, "AllocateTensors/0"),
+    "",
+    "Number of nodes executed: 2",
+    "============================== Summary by node type ==============================", SUMMARY_HEADER,
+    summary_row("ModifyGraphWithDelegate", 1, 80.0, 95.0, 95.0), summary_row("AllocateTensors", 1, 4.2, 5.0, 100.0),
+    "",
+    "Timings (microseconds): count=1 curr=84200",
+    "Memory (bytes): count=0",
+    "2 nodes observed",
+    "",
+    "INFO: Operator-wise Profiling Info for Regular Benchmark Runs:",
+    "============================== Run Order ==============================", HEADER,
+    row("QUANTIZE", 0, 0.2, 0.1, 5.0, 5.0, "[tfl.quantize]:0"),
+    row("TfLiteGpuDelegateV2", 0.1, 1.6, 1.5, 75.0, 80.0, "[model/conv0/Conv2D;model/conv0/Relu, aux]:7"),
+    row("convolution_2d 0 -> relu 1", 1.6, 0.5, 0.4, 20.0, 100.0, "Delegate/convolution_2d 0 -> relu 1:3"),
+    "",
+    "Number of nodes executed: 3",
+    "============================== Summary by node type ==============================", SUMMARY_HEADER,
+    summary_row("TfLiteGpuDelegateV2", 1, 1.5, 75.0, 75.0), summary_row("convolution_2d 0 -> relu 1", 1, 0.4, 20.0, 95.0),
+    summary_row("QUANTIZE", 1, 0.1, 5.0, 100.0),
+    "",
+    "Timings (microseconds): count=50 first=2100 curr=2000 min=1900 max=2300 avg=2050.5 std=80",
+    "Memory (bytes): count=0",
+    "3 nodes observed",
+    "",
+])
+
+
+def test_regular_run_tables_are_the_op_profile_and_init_tables_are_kept_apart():
+    result = parse_benchmark_model(SECTIONED)
+    assert [r.node_type for r in result.op_tables["by_node_type"]] == [
+        "TfLiteGpuDelegateV2", "convolution_2d 0 -> relu 1", "QUANTIZE"]
+    assert [r.node_type for r in result.init_op_tables["by_node_type"]] == ["ModifyGraphWithDelegate", "AllocateTensors"]
+    assert result.init_op_tables["run_order"][0].avg_ms == pytest.approx(80.0)
+    assert result.inference.count == 50 and result.warmup.count == 10
+    assert result.inference_avg_ms == pytest.approx(2.0505) and result.op_table_error is None
+
+
+def test_node_names_split_into_tensors_and_node_index():
+    names = [(r.name, r.node_index) for r in parse_benchmark_model(SECTIONED).op_tables["run_order"]]
+    assert names == [("tfl.quantize", 0), ("model/conv0/Conv2D;model/conv0/Relu, aux", 7),
+                     ("Delegate/convolution_2d 0 -> relu 1", 3)]
+
+
+def test_tables_pasted_with_spaces_read_like_the_tab_ones():
+    pasted = SECTIONED.expandtabs(8)
+    assert "\t" not in pasted
+    spaced, tabbed = parse_benchmark_model(pasted), parse_benchmark_model(SECTIONED)
+    assert spaced.op_table_error is None
+    assert spaced.op_tables == tabbed.op_tables and spaced.init_op_tables == tabbed.init_op_tables
+    assert spaced.op_tables["run_order"][2].node_type == "convolution_2d 0 -> relu 1"  # digits inside a type
+    assert spaced.op_tables["by_node_type"][1].count == 1 and spaced.op_tables["by_node_type"][1].avg_ms == 0.4
+
+
+def test_an_unreadable_table_is_reported_not_stored_empty():
+    broken = SECTIONED.replace(row("QUANTIZE", 0, 0.2, 0.1, 5.0, 5.0, "[tfl.quantize]:0"),
+                               "\tQUANTIZE\t0.000\tgarbled line without the columns")
+    result = parse_benchmark_model(broken)
+    assert result.op_tables == {} and "cannot read row 1" in result.op_table_error
+    assert result.inference_avg_ms == pytest.approx(2.0505)  # the latency itself is intact
+
+
+def test_delegation_lines():
+    result = parse_benchmark_model(SECTIONED + "\nVERBOSE: Replacing 50 out of 58 node(s) with delegate "
+                                   "(TfLiteGpuDelegateV2) node, yielding 3 partitions for the whole graph.\n")
+    summary = result.delegation.summary("GPU")
+    assert {k: summary[k] for k in ("status", "kernels", "nodes_replaced", "nodes_total", "partitions")} == {
+        "status": "partial", "kernels": 3, "nodes_replaced": 50, "nodes_total": 58, "partitions": 3}
+    assert result.delegation.summary("NNAPI")["status"] == "unknown"
+    assert result.delegation.summary(None)["status"] == "not_requested"
+    none = parse_benchmark_model(SECTIONED.replace(
+        "Explicitly applied GPU delegate, and the model graph will be partially executed by the delegate w/ 3 "
+        "delegate kernels.", "Though GPU delegate is explicitly applied, the model graph will not be executed by "
+                             "the delegate."))
+    assert none.delegation.summary("GPU")["status"] == "none"
+    full = parse_benchmark_model(sample("current_with_percentiles.txt") + "\nINFO: Explicitly applied XNNPACK "
+                                 "delegate, and the model graph will be completely executed by the delegate.\n")
+    assert full.delegation.summary("XNNPACK")["status"] == "full"
+    only_replacing = parse_benchmark_model(sample("current_with_percentiles.txt") + "\nVERBOSE: Replacing 31 out of "
+                                           "31 node(s) with delegate (TfLiteNnapiDelegate) node, yielding 1 partitions "
+                                           "for subgraph 0.\n")
+    assert only_replacing.delegation.summary("NNAPI")["status"] == "full"
+
+
+ZERO_RUNS = ("INFO: count=0\n\nINFO: count=0\n\nINFO: Inference timings in us: Init: 12000, First inference: 0, "
+             "Warmup (avg): 0, Inference (avg): 0\n")
+
+
+@pytest.mark.parametrize("text, said", [
+    (ZERO_RUNS, "ran 0 times"),
+    (ZERO_RUNS.replace("(avg): 0\n", "(avg): -nan\n"), "NaN"),
+    ("INFO: Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 0\n", "0 us"),
+    ("INFO: count=5 first=900 curr=800 min=700 max=900 avg=812 std=50\n\nINFO: Inference timings in us: Init: 1, "
+     "First inference: 2, Warmup (avg): 3, Inference (avg): 1600\n", "mixes more than one run"),
+])
+def test_outputs_that_measured_nothing_are_refused(text, said):
+    with pytest.raises(BenchmarkOutputError, match=said):
+        parse_benchmark_model(text)
+
+
+def test_the_timed_line_of_the_last_summary_is_used():
+    two = SECTIONED.replace("INFO: STARTING!", "INFO: count=3 first=1 curr=1 min=1 max=1 avg=9999 std=0\n\nINFO: "
+                            "Inference timings in us: Init: 1, First inference: 1, Warmup (avg): 1, Inference (avg): "
+                            "9999\nINFO: STARTING!")
+    result = parse_benchmark_model(two)
+    assert result.inference.count == 50 and result.inference_avg_ms == pytest.approx(2.0505)
+
+
+ORT_BLOCK = ("Session creation time cost: {creation} s\nFirst inference time cost: {first} ms\nTotal inference time "
+             "cost: {total} s\nTotal inference requests: {requests}\nAverage inference time cost: {average} ms\n"
+             "Peak working set size: 1000 bytes\nRuns:{requests}\nMin Latency: 0.001 s\nMax Latency: 0.003 s\n"
+             "P50 Latency: {p50} s\n")
+
+
+def test_ort_two_summaries_take_every_figure_from_the_last():
+    text = (ORT_BLOCK.format(creation=0.5, first=40, total=0.03, requests=3, average=10.0, p50=0.009)
+            + ORT_BLOCK.format(creation=0.1, first=4, total=0.2, requests=100, average=2.0, p50=0.0019))
+    result = parse_ort_perf_test(text)
+    assert (result.runs, result.average_ms, result.first_inference_ms, result.session_creation_ms) == (
+        100, 2.0, 4.0, pytest.approx(100.0))
+    assert result.percentiles_ms["p50"] == pytest.approx(1.9) and result.summaries == 2
+
+
+@pytest.mark.parametrize("requests, average, said", [(0, "-nan", "0 inference requests"), (5, "-nan", "NaN"),
+                                                    (5, "-2.5", "-2.5 ms"), (5, "0", "0 ms")])
+def test_ort_without_a_valid_average_is_refused(requests, average, said):
+    with pytest.raises(BenchmarkOutputError, match=said):
+        parse_ort_perf_test(ORT_BLOCK.format(creation=0.1, first=4, total=0.2, requests=requests, average=average,
+                                             p50=0.002))
+
+
+def test_logcat_records_keep_the_pid():
+    from profiling.android.parsers import logcat_records
+    text = ("--------- beginning of main\r\n"
+            "11-22 14:05:01.123  4321  4330 I tflite  : INFO: STARTING!\r\n"
+            "I/tflite  ( 2718): Initialized TensorFlow Lite runtime.\n"
+            "07-08 15:33:58.992 E/tflite  ( 5395): Failed to mmap model x\n")
+    records = logcat_records(text)
+    assert [(r.pid, r.level, r.message) for r in records[:4]] == [
+        (None, None, "--------- beginning of main"), (4321, "I", "INFO: STARTING!"),
+        (2718, "I", "Initialized TensorFlow Lite runtime."), (5395, "E", "Failed to mmap model x")]

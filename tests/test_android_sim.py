@@ -141,7 +141,8 @@ def test_find_binary_by_abi(tmp_path):
 
 def test_benchmark_model_end_to_end(phone, tiny_models):
     adb = Adb.connect()
-    options = BenchmarkOptions(num_threads=2, pin_big_cores=True, enable_op_profiling=True,
+    # builtin kernels (no XNNPACK), so the op profile shows the model's own ops rather than one delegate kernel
+    options = BenchmarkOptions(num_threads=2, pin_big_cores=True, enable_op_profiling=True, use_xnnpack=False,
                                report_peak_memory_footprint=True, **QUICK)
     run = run_benchmark_model(adb, tiny_models["tflite"], phone / "bin" / "benchmark_model", options, ThermalSettings())
     assert run.command.startswith("taskset f0 /data/local/tmp/mobilelat/benchmark_model --graph=")
@@ -161,7 +162,8 @@ def test_benchmark_model_end_to_end(phone, tiny_models):
     assert result.stats.count == parsed.inference.count
     assert result.stats.mean_ms == pytest.approx(parsed.inference_avg_ms)
     assert result.stats.median_ms == pytest.approx(parsed.inference.percentiles_ms["median"])
-    assert result.threads == 2 and result.compute_unit == "xnnpack" and result.runtime == "benchmark_model"
+    assert result.threads == 2 and result.compute_unit == "cpu" and result.runtime == "benchmark_model"
+    assert result.extra["delegation"]["status"] == "not_requested"
     assert result.extra["thermal"]["before"]["battery_c"] == pytest.approx(31.2)
 
     with Store(phone / "latency.db") as store:
@@ -311,7 +313,9 @@ def test_cli_android_errors(phone, tiny_models, monkeypatch, capsys):
     assert "--binary PATH" in capsys.readouterr().err  # usage errors: one line on stderr
     assert cli(base + ["--apk", "--pin-big-cores"]) == 2
     assert "taskset" in capsys.readouterr().err
-    assert cli(base + ["--formats", "onnx"]) == 2  # a registry name would need --ort-binary too
+    assert cli(["android", "repvit_m0_9", "--formats", "onnx", "--db", str(phone / "e.db")]) == 2
+    assert "--ort-binary" in capsys.readouterr().err
+    assert cli(["android", str(tiny_models["onnx"]), "--db", str(phone / "e.db")]) == 2  # an .onnx file is an onnx job
     assert "--ort-binary" in capsys.readouterr().err
     monkeypatch.setenv("ADB_SIM_FAULT", "unauthorized")
     assert cli(base + ["--binary", str(phone / "bin" / "benchmark_model")]) == 2

@@ -39,16 +39,18 @@ def test_json_with_samples(tmp_path):
     assert result.stats.std_ms == pytest.approx(float(np.std(IPHONE_SAMPLES, ddof=1)))
     assert result.samples_ms == [IPHONE_SAMPLES] and result.stats.count == 7
     assert (result.device.kind, result.device.name, result.device.os) == ("ios", "iPhone 15 Pro", "iOS 17.5")
-    assert result.extra["imported"] == {"row": 1, "source": "Xcode performance report", "file": "iphone.json"}
+    assert result.extra["imported"] == {"row": 1, "source": "Xcode performance report", "file": "iphone.json",
+                                        "key": result.extra["imported"]["key"]}
+    assert len(result.extra["imported"]["key"]) == 64
 
 
 def test_csv_summaries_into_the_store(tmp_path):
     path = tmp_path / "pixel.csv"
     path.write_text(CSV_TEXT)
     with Store(tmp_path / "db.sqlite") as store:
-        ids = import_file(path, store, run_id="imp-1")
+        assert import_file(path, store, run_id="imp-1") == ("imp-1", 2, [])
         rows = store.query(run_id="imp-1")
-    assert len(ids) == 2 and [r.id for r in rows] == ids
+    assert len(rows) == 2
     first, second = rows
     assert (first.stats.median_ms, first.stats.mean_ms, first.stats.count) == (4.1, 4.3, 200)
     assert first.input_shape == [1, 224, 224, 3] and first.threads == 4 and first.device.soc == "Tensor G3"
@@ -84,7 +86,7 @@ def test_malformed_json_rejected_whole(tmp_path, changes, row, field):
 def test_csv_error_names_the_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(CSV_TEXT.replace("Pixel 8,Tensor G3,,5.5", "Pixel 8,Tensor G3,,five"))
-    with pytest.raises(ImportValidationError, match=r"row 3, field mean_ms: must be a number, got 'five'"):
+    with pytest.raises(ImportValidationError, match=r"row 3, field mean_ms: Input should be a valid number, got 'five'"):
         load_results(path)
     path.write_text(CSV_TEXT + "repvit_m0_9,tflite,fp32,x,android,P,S,1,1,1,1,1,1,1x1x1x1,EXTRA\n")
     with pytest.raises(ImportValidationError, match="row 4, field row: more cells than header"):
@@ -127,3 +129,105 @@ def test_cli_import_and_dry_run(tmp_path, capsys):
     with Store(db) as store:
         assert store.count() == 2
         assert {r.device.name for r in store.query()} == {"Pixel 8"}
+
+
+# ---- issue 14 item 12: strict types, bounds, consistency, encodings, duplicates, idempotence, streaming ----
+
+@pytest.mark.parametrize("changes, field", [
+    ({"samples_ms": None, "median_ms": 3.0, "runs": True}, "runs"),  # a boolean is no count
+    ({"samples_ms": None, "median_ms": 3.0, "runs": "1_000"}, "runs"),
+    ({"samples_ms": None, "median_ms": 3.0, "runs": 1e20}, "runs"),
+    ({"samples_ms": None, "median_ms": 3.0, "runs": 10**20}, "runs"),
+    ({"input_shape": [1, 3.0, 224, 224]}, "input_shape"),
+    ({"input_shape": [1, True, 224, 224]}, "input_shape"),
+    ({"samples_ms": [1.0, True]}, "samples_ms"),
+    ({"samples_ms": None, "runs": 5, "median_ms": 2.0, "mean_ms": 9.0, "min_ms": 1.0, "max_ms": 3.0}, "mean_ms"),
+    ({"samples_ms": None, "runs": 5, "median_ms": 1e300}, "median_ms"),
+    ({"device_cores": 1_000_000}, "device_cores"),
+    ({"created_at": "2999-01-01T00:00:00Z"}, "created_at"),
+    ({"created_at": "2026-11-20T10:00:00"}, "created_at"),  # no zone: which clock?
+    ({"model": "repvit\nm0_9"}, "model"),
+    ({"device_name": "  "}, "device_name"),
+    ({"reparameterized": 1}, "reparameterized"),
+])
+def test_values_a_lax_schema_let_through_are_rejected(tmp_path, changes, field):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([iphone_record(**changes)]))
+    with pytest.raises(ImportValidationError) as caught:
+        load_results(path)
+    assert (1, field) in [(r, f) for r, f, _ in caught.value.errors], caught.value
+
+
+def test_duplicate_records_and_csv_headers_are_rejected(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text(json.dumps([iphone_record(), iphone_record(device_name="iPhone 14"), iphone_record()]))
+    with pytest.raises(ImportValidationError, match="row 3, field record: duplicates row 1"):
+        load_results(path)
+    csv_path = tmp_path / "dup.csv"
+    csv_path.write_text(CSV_TEXT.replace("runs,threads", "median_ms,threads", 1))
+    with pytest.raises(ImportValidationError, match=r"row 1, field header: duplicate column\(s\) \['median_ms'\]"):
+        load_results(csv_path)
+    csv_path.write_text(CSV_TEXT.replace(",200,4,", ",1_000,4,", 1))
+    with pytest.raises(ImportValidationError, match="row 2, field runs: Input should be a valid integer, got '1_000'"):
+        load_results(csv_path)
+
+
+@pytest.mark.parametrize("suffix", ["json", "csv"])
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path, suffix):
+    path = tmp_path / f"latin1.{suffix}"
+    text = json.dumps([iphone_record(device_name="Télé")], ensure_ascii=False) if suffix == "json" else CSV_TEXT.replace("Pixel", "Pixél")
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ImportValidationError, match="not UTF-8 text .*save it as UTF-8"):
+        load_results(path)
+
+
+def test_a_refused_file_leaves_no_empty_run(tmp_path, capsys):
+    """``runs: 1e20`` used to pass validation, crash at insert and leave a run row with no measurements."""
+    path, db = tmp_path / "huge.json", tmp_path / "db.sqlite"
+    path.write_text(json.dumps([iphone_record(samples_ms=None, median_ms=2.0, runs=10**20)]))
+    assert main(["import", str(path), "--db", str(db)]) == 2
+    assert "field runs" in capsys.readouterr().out
+    if db.exists():
+        with Store(db) as store:
+            assert store.runs() == [] and store.count() == 0
+
+
+def test_importing_twice_stores_once_and_says_what_was_skipped(tmp_path, capsys):
+    good, more, db = tmp_path / "good.csv", tmp_path / "more.json", tmp_path / "db.sqlite"
+    good.write_text(CSV_TEXT)
+    assert main(["import", str(good), "--db", str(db)]) == 0
+    assert main(["import", str(good), "--db", str(db)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "0 record(s) imported; 2 skipped, already in" in said and "(rows 2, 3)" in said
+    # the same two records as JSON, plus one new: only the new one lands
+    rows = [dict(model=m, format="tflite", precision="fp32", runtime="benchmark_model", device_kind="android",
+                 device_name="Pixel 8", device_soc="Tensor G3", mean_ms=mean, min_ms=lo, max_ms=hi, runs=200,
+                 threads=4, input_shape=[1, 224, 224, 3], **({"median_ms": median} if median else {}))
+            for m, median, mean, lo, hi in (("repvit_m0_9", 4.1, 4.3, 3.9, 6.2), ("repvit_m1_0", None, 5.5, 5.1, 7.0),
+                                            ("repvit_m1_1", 6.0, 6.1, 5.9, 7.5))]
+    more.write_text(json.dumps(rows))
+    assert main(["import", str(more), "--db", str(db)]) == 0
+    assert "1 record(s) imported" in " ".join(capsys.readouterr().out.split())
+    with Store(db) as store:
+        assert store.count() == 3 and len(store.runs()) == 2  # the import that added nothing left no run
+        assert sorted(r.model for r in store.query()) == ["repvit_m0_9", "repvit_m1_0", "repvit_m1_1"]
+
+
+def test_json_is_read_as_a_stream_across_chunk_boundaries(tmp_path, monkeypatch):
+    """Records, strings and numbers cut at every place a chunk can end are read the same."""
+    import profiling.importer as importer
+    records = [iphone_record(samples_ms=[1.5 + i, 12345.25, 0.125], device_name=f"iPhone {i} «Pro»") for i in range(7)]
+    path = tmp_path / "stream.json"
+    path.write_text(json.dumps({"results": records, "schema": "mobilelat-import/1"}, indent=1, ensure_ascii=False))
+    expected = [(r.device.name, r.samples_ms) for r in load_results(path)]
+    for chunk in (1, 2, 3, 7, 64):
+        monkeypatch.setattr(importer, "CHUNK_CHARS", chunk)
+        assert [(r.device.name, r.samples_ms) for r in load_results(path)] == expected
+    assert expected[6] == ("iPhone 6 «Pro»", [[7.5, 12345.25, 0.125]])
+    path.write_text(json.dumps(records)[:-30])
+    monkeypatch.setattr(importer, "CHUNK_CHARS", 16)
+    with pytest.raises(ImportValidationError, match="not valid JSON"):
+        load_results(path)
+    path.write_text('{"results": [], "extra_key": 1}')
+    with pytest.raises(ImportValidationError, match="unknown top-level key 'extra_key'"):
+        load_results(path)

@@ -203,3 +203,121 @@ def test_two_concurrent_writers_lose_nothing(tmp_path):
         ids_in_order = [r.model.split("-")[0] for r in store.query()]
         switches = sum(a != b for a, b in zip(ids_in_order, ids_in_order[1:]))
         assert switches > 2, "the writers did not overlap; the test proved nothing"
+
+
+# ---- issue 14 item 11: reading never writes; only empty files or ours are migrated -------------------
+
+def _snapshot(path: Path) -> tuple[bytes, int, str, list[str]]:
+    """The file's bytes, user_version, journal mode and tables, read without changing anything."""
+    data = path.read_bytes()
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        journal = connection.execute("PRAGMA journal_mode").fetchone()[0]
+        tables = sorted(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    finally:
+        connection.close()
+    return data, version, journal, tables
+
+
+def _foreign(path: Path) -> Path:
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    connection.execute("INSERT INTO notes (text) VALUES ('my own data')")
+    connection.commit()
+    connection.close()
+    return path
+
+
+def _newer(path: Path) -> Path:
+    with Store(path) as store:
+        store.insert(make_result())
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=DELETE")  # as a newer mobilelat might leave it
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    return path
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("kind, said", [("foreign", "SQLite database of something else"),
+                                        ("newer", "newer than this mobilelat")])
+@pytest.mark.parametrize("command", [["show"], ["show", "--runs"], ["report", "--out", "OUT"], ["compare", "a", "b"]])
+def test_reading_commands_leave_foreign_and_newer_files_untouched(tmp_path, capsys, kind, said, command):
+    from profiling.__main__ import main as cli
+    path = (_foreign if kind == "foreign" else _newer)(tmp_path / "other.db")
+    before = _snapshot(path)
+    argv = [str(tmp_path / "out") if part == "OUT" else part for part in command]
+    assert cli([*argv, "--db", str(path)]) == 2
+    assert said in " ".join(capsys.readouterr().out.split())
+    assert _snapshot(path) == before
+    assert not Path(str(path) + "-wal").exists()
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("kind", ["foreign", "newer"])
+def test_a_write_refuses_them_before_changing_anything(tmp_path, kind):
+    path = (_foreign if kind == "foreign" else _newer)(tmp_path / "other.db")
+    before = _snapshot(path)
+    with pytest.raises(StoreError, match=str(path)):
+        Store(path)
+    assert _snapshot(path) == before
+    connection = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(StoreError, match="something else" if kind == "foreign" else "newer"):
+        migrate(connection)  # the library entry point refuses too
+    connection.close()
+    assert _snapshot(path) == before
+
+
+@pytest.mark.fast
+def test_reading_an_older_schema_of_ours_does_not_upgrade_the_file(tmp_path, capsys):
+    from profiling.__main__ import main as cli
+    path = tmp_path / "v1.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    migrate(connection, target=1)
+    connection.execute("INSERT INTO measurements (created_at, run_id, model, format, precision, runtime, "
+                       "device_kind, device_name, device_json, input_shape, warmup_runs, runs, rounds, "
+                       "samples_ms, median_ms, round_medians_ms, unstable, unstable_reasons, settings, extra) "
+                       "VALUES ('2026-01-01T00:00:00+00:00', 'old-run', 'repvit_m1', 'onnx', 'fp32', "
+                       "'onnxruntime', 'host', 'Old CPU', ?, '[1,3,224,224]', 1, 2, 1, '[[1.0,3.0]]', 2.0, "
+                       "'[2.0]', 0, '[]', '{}', '{}')", (json.dumps({"kind": "host", "name": "Old CPU"}),))
+    connection.close()
+    before = _snapshot(path)
+    assert cli(["show", "--as", "json", "--db", str(path)]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["model"], row["stats"]["median_ms"], row["run_id"]) == ("repvit_m1", 2.0, "old-run")
+    assert _snapshot(path) == before and before[1] == 1  # still schema 1, still not WAL
+    with Store(path, readonly=True) as store:
+        assert store.runs()[0]["run_id"] == "old-run"  # read through the upgraded in-memory copy
+        with pytest.raises(StoreError, match="read-only"):
+            store.insert(make_result())
+    with Store(path) as store:  # a write upgrades it
+        assert store.schema_version == SCHEMA_VERSION
+    assert _snapshot(path)[1] == SCHEMA_VERSION
+
+
+@pytest.mark.fast
+def test_an_empty_file_is_ours_to_create(tmp_path):
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(StoreError, match="no mobilelat results"):
+        Store(path, readonly=True)
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION and store.count() == 0
+
+
+@pytest.mark.fast
+def test_jobs_and_results_land_together(tmp_path):
+    with Store(tmp_path / "r.db") as store:
+        store.start_run("run-a")
+        store.plan_jobs("run-a", [("m|tflite|1t|#1", {"job": 1}), ("m|tflite|2t|#1", {"job": 2})])
+        store.plan_jobs("run-a", [("m|tflite|1t|#1", {"job": "again"})])  # planned once
+        row_id = store.insert(make_result(), job_key="m|tflite|1t|#1")
+        store.set_job("run-a", "m|tflite|2t|#1", "not_run", "phone lost")
+        with pytest.raises(StoreError, match="no job 'x'"):
+            store.insert(make_result(), job_key="x")  # rolled back: no orphan row
+        with pytest.raises(StoreError, match="no unfinished job"):
+            store.set_job("run-a", "m|tflite|1t|#1", "failed")  # done stays done
+        assert store.count() == 1
+        assert [(j["job_key"], j["status"], j["measurement_id"], j["spec"]) for j in store.jobs("run-a")] == [
+            ("m|tflite|1t|#1", "done", row_id, {"job": 1}), ("m|tflite|2t|#1", "not_run", None, {"job": 2})]

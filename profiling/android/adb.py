@@ -14,8 +14,15 @@ killed when it runs out) and turns adb's failure modes into exceptions that say 
 - :class:`RemoteCommandError`: the command ran on the phone and exited non-zero.
 
 Remote exit codes: adb >= 1.0.36 on Android >= 7 (the shell v2 protocol) returns the remote exit
-status as ``adb shell``'s own. Older pairs always return 0, so every shell command is sent as
-``(CMD); echo __rc=$?`` and the status is read from that last line, which works on both.
+status as ``adb shell``'s own and keeps stderr apart. Older pairs run the command on a pty: adb
+always exits 0, stderr arrives merged into stdout and every newline becomes CRLF. So every shell
+command is sent as ``(CMD); rc=$?; echo; echo __mobilelat_rc=$rc`` and the status is read from that
+last line, which works on both: the ``echo`` first puts the marker on a line of its own even when
+the command's output does not end with a newline (a crash mid-line, ``printf abc``).
+
+``adb push`` prints progress lines and ``N file pushed, M skipped.`` on success and ``adb: error:
+failed to copy 'A' to 'B': remote ...`` on failure; old adb returned 0 even then, so the text is
+checked too, and the pushed file's size is read back from the phone.
 """
 from __future__ import annotations
 
@@ -32,8 +39,10 @@ from profiling.result import DeviceInfo
 
 REMOTE_TMP = "/data/local/tmp"  # where binaries and models go; executable and writable over adb
 DEFAULT_TIMEOUT_S = 60.0  # for quick commands (getprop, push of a small file)
-_RC_MARKER = "__rc="
-_RC_LINE = re.compile(r"(?:^|\n)__rc=(\d+)\s*$")
+_RC_MARKER = "__mobilelat_rc="
+# the marker line our `echo; echo MARKER$rc` appends: always preceded by the newline of the bare echo
+_RC_LINE = re.compile(r"\n__mobilelat_rc=(\d+)\s*$")
+_PUSH_FAILED = re.compile(r"(?:^|\n)\s*(?:adb: )?error: |failed to copy", re.IGNORECASE)
 
 
 class AdbError(RuntimeError):
@@ -240,19 +249,21 @@ class Adb:
     def shell(self, command: str, timeout_s: float | None = None, check: bool = True) -> tuple[int, str]:
         """Run ``command`` in the phone's shell; returns (remote exit status, stdout+stderr).
 
-        ``check=True`` raises :class:`RemoteCommandError` on a non-zero remote status.
+        ``check=True`` raises :class:`RemoteCommandError` on a non-zero remote status. Output comes back
+        with LF line ends whatever the adb version; stderr (kept apart by shell v2) is appended last.
         """
         # a subshell, so that an `exit N` in the command still lets the marker print
-        done = self._run(["shell", f"({command}); echo {_RC_MARKER}$?"], timeout_s)
-        found = _RC_LINE.search(done.stdout.rstrip("\r\n ").replace("\r\n", "\n"))
+        done = self._run(["shell", f"({command}); __rc=$?; echo; echo {_RC_MARKER}$__rc"], timeout_s)
+        stdout = re.sub(r"\r+\n", "\n", done.stdout)
+        found = _RC_LINE.search(stdout)
         if found is None:
             # the marker never came back: the shell was cut off (or adb itself failed)
             raise self._diagnose(done, f"`adb shell {command}`")
         exit_code = int(found.group(1))
-        text = done.stdout.replace("\r\n", "\n")
-        text = text[:text.rfind(_RC_MARKER)].rstrip("\n")
-        if done.stderr.strip():
-            text += "\n" + done.stderr.rstrip()
+        text = stdout[:found.start()].rstrip("\n")
+        stderr = re.sub(r"\r+\n", "\n", done.stderr).rstrip()
+        if stderr:
+            text = f"{text}\n{stderr}" if text else stderr
         if check and exit_code != 0:
             raise RemoteCommandError(command, exit_code, text)
         return exit_code, text
@@ -261,12 +272,25 @@ class Adb:
         return self.shell(f"getprop {shlex.quote(name)}")[1].strip()
 
     def push(self, local: str | Path, remote: str, timeout_s: float | None = None) -> None:
+        """Copy ``local`` to ``remote``; raises unless the phone then holds a file of the same size."""
         local = Path(local)
         if not local.exists():
             raise FileNotFoundError(f"cannot push {local}: no such file")
         done = self._run(["push", str(local), remote], timeout_s or max(self.timeout_s, 300))
-        if done.returncode != 0:
+        said = re.sub(r"\r+\n", "\n", done.stdout + "\n" + done.stderr)
+        if done.returncode != 0 or _PUSH_FAILED.search(said):
             raise self._diagnose(done, f"`adb push {local} {remote}`")
+        size = self.remote_size(remote)
+        if size is not None and size != local.stat().st_size:
+            raise AdbError(f"`adb push {local} {remote}` reported success but the phone holds {size} of "
+                           f"{local.stat().st_size} bytes; check the free space on the phone and push again")
+
+    def remote_size(self, remote: str) -> int | None:
+        """The size of a file on the phone in bytes (None when neither stat nor wc can tell)."""
+        code, text = self.shell(f"stat -c %s {shlex.quote(remote)} 2>/dev/null || wc -c < {shlex.quote(remote)}",
+                                check=False)
+        digits = text.strip().split()
+        return int(digits[0]) if code == 0 and digits and digits[0].isdigit() else None
 
     def pull(self, remote: str, local: str | Path, timeout_s: float | None = None) -> Path:
         """Copy ``remote`` to ``local`` through a temporary name, so ``local`` appears whole or not at all."""

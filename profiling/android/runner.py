@@ -9,9 +9,21 @@ result from logcat (tag ``tflite``). Each run reads the phone's temperatures bef
 
 The tools print a summary, not every sample, so ``samples_ms`` stays empty and the stats come
 from ``LatencyStats.from_summary`` (mean, min, max, std, and the median where the tool prints it).
+
+What the phone did besides the numbers is kept with them: the delegation lines (a GPU run whose
+graph was only partly delegated is marked so, and ``require_full_delegation`` refuses it), the
+cores online before and after (a core hot-plugged off by the thermal governor slows the run), and
+the temperatures. A run that finished is never lost to a failure after it: a temperature reading
+that fails once the tool has printed its result is recorded as such.
+
+In APK mode logcat holds every app that logs under the ``tflite`` tag (LiteRT inside Play
+services, other ML apps); only the lines of the benchmark's own process (the PID that logged
+``STARTING!``) are read, and a failure is one of the tool's real failure lines, not any line that
+happens to contain "Failed to" (the tool's harmless ``Failed to get the input model file size.``).
 """
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,10 +32,11 @@ from typing import Callable
 
 from export.artifact import Artifact, git_commit, sha256_of
 from profiling.android.adb import REMOTE_TMP, Adb, AdbError, AdbTimeout, RemoteCommandError
-from profiling.android.parsers import (BenchmarkModelResult, BenchmarkOutputError, OrtPerfResult,
-                                       parse_benchmark_model, parse_ort_perf_test)
-from profiling.android.thermal import (ThermalRecord, ThermalSettings, read_temperatures, thermal_record,
-                                       wait_for_cooldown)
+from profiling.android.parsers import (BenchmarkModelResult, BenchmarkOutputError, LogRecord, OrtPerfResult,
+                                       logcat_records, parse_benchmark_model, parse_ort_perf_test,
+                                       strip_log_prefixes)
+from profiling.android.thermal import (ThermalRecord, ThermalSettings, read_temperatures, read_temperatures_after,
+                                       thermal_record, wait_for_cooldown)
 from profiling.errors import UsageError
 from profiling.result import DeviceInfo, LatencyResult, artifact_provenance, utc_now
 from profiling.stats import LatencyStats
@@ -34,6 +47,22 @@ APK_ACTIVITY = f"{APK_PACKAGE}/.BenchmarkModelActivity"
 APK_LOG_TAG = "tflite"  # the APK logs the tool's output under this tag
 # file names of LiteRT's prebuilt nightly binaries, by ABI (tensorflow.org/lite/performance/measurement)
 NIGHTLY_ARCH = {"arm64-v8a": "aarch64", "armeabi-v7a": "arm", "x86_64": "x86_64", "x86": "x86"}
+# the tool's own failure lines (TFLITE_LOG(ERROR) in benchmark_model.cc / benchmark_tflite_model.cc,
+# the interpreter's "failed to invoke"); other ERROR lines (a delegate falling back) are not fatal
+_FATAL_LINE = re.compile(
+    r"^(?:Benchmarking failed\.|Failed to (?:mmap model|initialize the interpreter|apply \S+ delegate|"
+    r"allocate tensors|invoke|read the input_layer_value_file)|Disallowed CPU fallback detected\.|"
+    r"Please specify the name of your TF Lite input file|Node number \d+ \(.*\) failed to (?:invoke|prepare)|"
+    r"Could not open '.*'|Invalid input file|Unsupported delegate)")
+_SUMMARY_LINE = re.compile(r"(?:Average inference timings in us|Inference timings in us):", re.IGNORECASE)
+
+
+class DelegationError(RuntimeError):
+    """The run was asked to be fully delegated and was not; the message says what the tool reported."""
+
+
+class PinningError(RuntimeError):
+    """``pin_big_cores`` cannot be honoured on this phone right now (cores offline, no big cluster)."""
 
 
 @dataclass
@@ -52,6 +81,7 @@ class BenchmarkOptions:
     pin_big_cores: bool = False  # run under `taskset MASK` on every core faster than the slowest (little) cluster
     timeout_s: float = 600.0  # one run of the tool, seconds, before it counts as hung
     extra_args: list[str] = field(default_factory=list)  # passed through verbatim
+    require_full_delegation: bool = False  # refuse a run whose delegate did not take the whole graph (checked here)
 
     def __post_init__(self) -> None:
         if self.use_gpu and self.use_nnapi:
@@ -68,6 +98,11 @@ class BenchmarkOptions:
         if self.use_nnapi:
             return "nnapi"
         return "cpu" if self.use_xnnpack is False else "xnnpack"
+
+    @property
+    def requested_delegate(self) -> str | None:
+        """The delegate this run asks for, by the tool's name for it; None for the builtin CPU kernels."""
+        return {"gpu": "GPU", "nnapi": "NNAPI", "xnnpack": "XNNPACK"}.get(self.compute_unit)
 
     def benchmark_model_flags(self) -> list[str]:
         flags = [f"--num_threads={self.num_threads}", f"--num_runs={self.num_runs}",
@@ -96,6 +131,20 @@ class PhoneRun:
     thermal: ThermalRecord  # before/after readings, rise, cool-down
     cpu_mask: str | None = None  # taskset mask used, hex
     binary_sha256: str | None = None  # of the pushed tool binary
+
+
+@dataclass
+class PhoneRun:
+    """What one run on the phone produced, before it becomes a LatencyResult."""
+
+    tool: str  # "benchmark_model", "benchmark_apk" or "onnxruntime_perf_test"
+    command: str  # the command run on the phone
+    parsed: BenchmarkModelResult | OrtPerfResult  # the numbers
+    output: str  # what the tool printed (kept for the record, trimmed)
+    thermal: ThermalRecord  # before/after readings, rise, cool-down
+    cpu_mask: str | None = None  # taskset mask used, hex
+    binary_sha256: str | None = None  # of the pushed tool binary
+    cpus: dict = field(default_factory=dict)  # "present", "online_before", "online_after" core lists
 
 
 def find_binary(binary: str | Path | None, binary_dir: str | Path | None, abi: str | None,
@@ -127,23 +176,79 @@ def find_binary(binary: str | Path | None, binary_dir: str | Path | None, abi: s
                             + ", ".join(str(c.relative_to(folder)) for c in candidates))
 
 
+@dataclass
+class CpuState:
+    """The phone's cores at one moment (``/sys/devices/system/cpu``)."""
+
+    present: list[int]  # cores the kernel knows ("present")
+    online: list[int]  # cores running now ("online"); fewer when the thermal governor or a power mode hot-plugs
+    max_freq_khz: dict[int, int]  # cpuinfo_max_freq of the cores whose cpufreq could be read
+
+    @property
+    def offline(self) -> list[int]:
+        return sorted(set(self.present) - set(self.online))
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """The kernel's CPU list format: ``0-3,6`` -> [0, 1, 2, 3, 6]; an empty text -> []."""
+    cores: list[int] = []
+    for part in text.strip().split(","):
+        if not part.strip():
+            continue
+        first, _, last = part.strip().partition("-")
+        cores.extend(range(int(first), int(last or first) + 1))
+    return cores
+
+
+def read_cpu_state(adb: Adb) -> CpuState:
+    """Present and online cores and their maximum frequencies, in one shell call."""
+    _, text = adb.shell("cd /sys/devices/system/cpu && echo \"present $(cat present)\" && echo \"online $(cat online)\" "
+                        "&& for c in cpu[0-9]*; do echo \"freq ${c#cpu} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)\"; "
+                        "done", check=False)
+    present, online, freqs = [], [], {}
+    for line in text.splitlines():
+        parts = line.split()
+        try:
+            if parts[:1] == ["present"]:
+                present = parse_cpu_list(" ".join(parts[1:]))
+            elif parts[:1] == ["online"]:
+                online = parse_cpu_list(" ".join(parts[1:]))
+            elif parts[:1] == ["freq"] and len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                freqs[int(parts[1])] = int(parts[2])
+        except ValueError:
+            continue  # a line an old kernel printed differently: that figure stays unknown
+    return CpuState(present=present, online=online or list(present), max_freq_khz=freqs)
+
+
 def big_core_mask(adb: Adb) -> tuple[str | None, dict[int, int]]:
     """The taskset mask (hex) of the cores whose cpuinfo_max_freq is above the slowest cluster's.
 
-    Returns (None, freqs) when all cores have the same maximum (nothing to pin to) or none could be read.
+    Returns (None, freqs) when all cores have the same maximum (nothing to pin to). Raises
+    PinningError while cores are offline: an offline core's frequency is often unreadable, so the
+    big cluster cannot be told, and a mask of offline cores would run the model somewhere else.
     """
-    _, text = adb.shell("for c in /sys/devices/system/cpu/cpu[0-9]*; do "
-                        "echo \"${c##*cpu} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)\"; done", check=False)
-    freqs = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            freqs[int(parts[0])] = int(parts[1])
+    state = read_cpu_state(adb)
+    if state.offline:
+        raise PinningError(f"cores {format_cores(state.offline)} are offline (hot-plugged by the thermal governor or "
+                           "a power-saving mode), so the big cores cannot be pinned reliably; let the phone cool, "
+                           "turn off battery saver, or run without --pin-big-cores")
+    freqs = state.max_freq_khz
     if not freqs or len(set(freqs.values())) < 2:
         return None, freqs
     slowest = min(freqs.values())
     mask = sum(1 << core for core, freq in freqs.items() if freq > slowest)
     return f"{mask:x}", freqs
+
+
+def format_cores(cores: list[int]) -> str:
+    """[4, 5, 6, 7] -> "4-7"; [1, 3] -> "1,3"."""
+    runs: list[list[int]] = []
+    for core in sorted(cores):
+        if runs and core == runs[-1][-1] + 1:
+            runs[-1].append(core)
+        else:
+            runs.append([core])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 def _push_model(adb: Adb, model_path: Path) -> str:
@@ -183,18 +288,31 @@ def _run_binary(adb: Adb, tool: str, binary: Path, model_path: Path, options: Be
                 thermal: ThermalSettings, argv: Callable[[str, str], list[str]],
                 parse: Callable[[str], BenchmarkModelResult | OrtPerfResult]) -> PhoneRun:
     """Push ``binary`` and the model, run ``argv(remote binary, remote model)`` once (under taskset when
-    ``options.pin_big_cores``) with temperatures read around it, and ``parse`` what it printed."""
+    ``options.pin_big_cores``) with temperatures and online cores read around it, and ``parse`` what it printed."""
     remote_model = _push_model(adb, Path(model_path))
     remote_binary = _push_binary(adb, Path(binary), tool)
     mask = big_core_mask(adb)[0] if options.pin_big_cores else None
     command = " ".join(([f"taskset {mask}"] if mask else []) + argv(remote_binary, remote_model))
     cooldown = wait_for_cooldown(adb, thermal)
     before = read_temperatures(adb, thermal.zones)
+    cpus_before = read_cpu_state(adb)
     _, output = _run_tool(adb, command, options.timeout_s, binary)
-    after = read_temperatures(adb, thermal.zones)
-    return PhoneRun(tool=tool, command=command, parsed=parse(output), output=_trimmed(output),
-                    thermal=thermal_record(before, after, thermal, cooldown), cpu_mask=mask,
-                    binary_sha256=sha256_of(binary))
+    parsed = parse(output)
+    after, after_error = read_temperatures_after(adb, thermal.zones)
+    return PhoneRun(tool=tool, command=command, parsed=parsed, output=_trimmed(output),
+                    thermal=thermal_record(before, after, thermal, cooldown, after_error), cpu_mask=mask,
+                    binary_sha256=sha256_of(binary), cpus=_cpus_around(adb, cpus_before, after_error))
+
+
+def _cpus_around(adb: Adb, before: CpuState, after_error: str | None) -> dict:
+    """The cores present and online before and after the run (after: None once the phone stopped answering)."""
+    online_after = None
+    if after_error is None:
+        try:
+            online_after = read_cpu_state(adb).online
+        except AdbError:
+            pass  # the run is done; the next command will say what became of the phone
+    return {"present": before.present, "online_before": before.online, "online_after": online_after}
 
 
 def run_benchmark_model(adb: Adb, model_path: Path, binary: Path, options: BenchmarkOptions,
@@ -205,9 +323,39 @@ def run_benchmark_model(adb: Adb, model_path: Path, binary: Path, options: Bench
                        parse_benchmark_model)
 
 
+def benchmark_records(log: str) -> list[LogRecord]:
+    """The logcat records of the benchmark's own process: the last PID that logged ``STARTING!``.
+
+    Other apps log under the same ``tflite`` tag (LiteRT in Play services, a camera app's model):
+    their delegate lines and timings must not be read as this run's. [] until the tool has started.
+    """
+    records = [r for r in logcat_records(log) if r.pid is not None]
+    started = [r.pid for r in records if strip_log_prefixes(r.message).strip() == "STARTING!"]
+    if not started:
+        return []
+    return [r for r in records if r.pid == started[-1]]
+
+
+def fatal_line(records: list[LogRecord]) -> str | None:
+    """The first of the tool's real failure lines among ``records``, if any."""
+    for record in records:
+        message = strip_log_prefixes(record.message).strip()
+        if _FATAL_LINE.match(message):
+            return message
+    return None
+
+
+def _app_running(adb: Adb) -> bool | None:
+    """Whether the benchmark app's process is alive (None when this phone has no ``pidof``)."""
+    code, text = adb.shell(f"pidof {APK_PACKAGE}", check=False)
+    if code in (126, 127) or "not found" in text:
+        return None
+    return code == 0 and bool(text.strip())
+
+
 def run_benchmark_apk(adb: Adb, model_path: Path, options: BenchmarkOptions, thermal: ThermalSettings,
                       apk: Path | None = None, poll_s: float = 1.0) -> PhoneRun:
-    """Run the benchmark APK's activity once (installing ``apk`` first if given); read logcat."""
+    """Run the benchmark APK's activity once (installing ``apk`` first if given); read its own logcat lines."""
     if apk is not None:
         adb.install(apk)
     remote_model = _push_model(adb, Path(model_path))
@@ -215,28 +363,42 @@ def run_benchmark_apk(adb: Adb, model_path: Path, options: BenchmarkOptions, the
     command = f"am start -S -n {APK_ACTIVITY} --es args {shlex.quote(args)}"
     cooldown = wait_for_cooldown(adb, thermal)
     before = read_temperatures(adb, thermal.zones)
+    cpus_before = read_cpu_state(adb)
     adb.shell("logcat -c")
     _, started = adb.shell(command)
     if "Error" in started:
         raise AdbError(f"could not start the benchmark APK ({APK_ACTIVITY}): {started.strip()}; install it with "
                        "--apk PATH (benchmark_model.apk from LiteRT's nightly builds) or `adb install -r -d -g`")
     deadline = time.monotonic() + options.timeout_s
-    log = ""
+    seen_running = False
     while True:
-        _, log = adb.shell(f"logcat -d -s {APK_LOG_TAG}", check=False)
-        if "Inference timings in us" in log:
+        _, log = adb.shell(f"logcat -d -v threadtime -s {APK_LOG_TAG}", check=False)
+        mine = benchmark_records(log)
+        text = "\n".join(record.message for record in mine)
+        if (failure := fatal_line(mine)) is not None:
+            raise BenchmarkOutputError("the benchmark APK", text, f"it logged a failure: {failure!r}")
+        if _SUMMARY_LINE.search(text):
             break
-        if "Benchmarking failed" in log or "Failed to" in log:
-            raise BenchmarkOutputError("the benchmark APK", log, "it logged a failure")
+        running = _app_running(adb)
+        seen_running = seen_running or bool(running)
+        if running is False and (mine or seen_running):
+            # gone without a result: one more read, in case the last lines landed in between
+            _, log = adb.shell(f"logcat -d -v threadtime -s {APK_LOG_TAG}", check=False)
+            text = "\n".join(record.message for record in benchmark_records(log))
+            if not _SUMMARY_LINE.search(text):
+                raise BenchmarkOutputError("the benchmark APK", text, "the app exited without printing a result "
+                                           "(a crash? see `adb logcat -d` for a native crash under tag DEBUG or libc)")
+            break
         if time.monotonic() > deadline:
-            tail = "\n".join(log.splitlines()[-10:]) or "(nothing logged under tag tflite)"
+            tail = "\n".join(text.splitlines()[-10:]) or "(nothing logged by the benchmark under tag tflite)"
             raise AdbTimeout(f"the benchmark APK printed no result within {options.timeout_s:g} s; "
-                             f"last logcat lines:\n{tail}")
+                             f"last lines of its log:\n{tail}")
         time.sleep(poll_s)
-    after = read_temperatures(adb, thermal.zones)
-    parsed = parse_benchmark_model(log)
-    return PhoneRun(tool="benchmark_apk", command=command, parsed=parsed, output=_trimmed(log),
-                    thermal=thermal_record(before, after, thermal, cooldown))
+    parsed = parse_benchmark_model(text)
+    after, after_error = read_temperatures_after(adb, thermal.zones)
+    return PhoneRun(tool="benchmark_apk", command=command, parsed=parsed, output=_trimmed(text),
+                    thermal=thermal_record(before, after, thermal, cooldown, after_error),
+                    cpus=_cpus_around(adb, cpus_before, after_error))
 
 
 def run_ort_perf_test(adb: Adb, model_path: Path, binary: Path, options: BenchmarkOptions,
@@ -253,13 +415,38 @@ def run_ort_perf_test(adb: Adb, model_path: Path, binary: Path, options: Benchma
 
 
 def op_profile_from_tables(parsed: BenchmarkModelResult) -> dict:
-    """benchmark_model's "Summary by node type" in the shape ``python -m profiling show --ops ID`` reads."""
+    """benchmark_model's regular-run "Summary by node type" in the shape ``python -m profiling show --ops ID`` reads."""
     rows = parsed.op_tables["by_node_type"]
     kernel_ms = sum(row.avg_ms for row in rows)
-    return {"source": "benchmark_model --enable_op_profiling", "runs": parsed.inference.count if parsed.inference else None,
+    return {"source": "benchmark_model --enable_op_profiling (regular runs, primary graph)",
+            "runs": parsed.inference.count if parsed.inference else None,
             "model_run_ms": parsed.inference_avg_ms, "kernel_ms": kernel_ms,
             "by_op_type": [{"op_type": row.node_type, "ms_per_run": row.avg_ms, "share": row.percent / 100.0,
                             "nodes": row.count} for row in rows]}
+
+
+def delegation_record(run: PhoneRun, options: BenchmarkOptions) -> dict | None:
+    """What the tool said about the requested delegate (``DelegationLog.summary``); None for onnxruntime."""
+    if not isinstance(run.parsed, BenchmarkModelResult):
+        return None
+    return run.parsed.delegation.summary(options.requested_delegate)
+
+
+def check_delegation(run: PhoneRun, options: BenchmarkOptions) -> None:
+    """Raise DelegationError when ``options.require_full_delegation`` and the tool did not report a full one."""
+    if not options.require_full_delegation:
+        return
+    record = delegation_record(run, options)
+    if record is None or record["requested"] is None:
+        raise DelegationError("--require-full-delegation needs a delegate (--gpu, --nnapi or XNNPACK) on benchmark_model")
+    if record["status"] == "full":
+        return
+    nodes = (f"; {record['nodes_replaced']} of {record['nodes_total']} nodes replaced in {record['partitions']} "
+             f"partition(s)" if record["nodes_total"] is not None else "")
+    said = {"partial": f"partially delegated ({record['kernels']} delegate kernels)",
+            "none": "not delegated at all", "unknown": "not reported (no delegation line in its output)"}
+    raise DelegationError(f"the {record['requested']} delegate: {said[record['status']]}{nodes}; the rest of the graph "
+                          "ran on the CPU, so this is no full-delegate measurement (dropped: --require-full-delegation)")
 
 
 def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: str, precision: str,
@@ -286,9 +473,27 @@ def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: 
     if run.binary_sha256:
         runtime_version += f" sha256:{run.binary_sha256[:12]}"
     extra = {"tool": run.tool, "command": run.command, "parsed": parsed.to_dict(), "thermal": run.thermal.to_dict(),
-             "cpu_mask": run.cpu_mask, "output_tail": "\n".join(run.output.splitlines()[-40:])}
-    if isinstance(parsed, BenchmarkModelResult) and parsed.op_tables.get("by_node_type"):
-        extra["op_profile"] = op_profile_from_tables(parsed)
+             "cpu_mask": run.cpu_mask, "cpus": run.cpus, "output_tail": "\n".join(run.output.splitlines()[-40:])}
+    if (isinstance(parsed, OrtPerfResult) and parsed.runs is None) or (
+            isinstance(parsed, BenchmarkModelResult) and parsed.inference is None):
+        extra["runs_from"] = "the requested --num_runs: the tool printed no count of its timed runs"
+    if (delegation := delegation_record(run, options)) is not None:
+        extra["delegation"] = delegation
+    if isinstance(parsed, BenchmarkModelResult):
+        if parsed.op_table_error is not None:
+            extra["op_profile_error"] = parsed.op_table_error
+        elif parsed.op_tables.get("by_node_type"):
+            extra["op_profile"] = op_profile_from_tables(parsed)
+        elif options.enable_op_profiling:
+            extra["op_profile_error"] = "the tool printed no regular-run op table (an older build, or a crash)"
+    present = set(run.cpus.get("present") or [])
+    online = set(run.cpus.get("online_before") or present)
+    if run.cpus.get("online_after") is not None:
+        online &= set(run.cpus["online_after"])
+    offline = sorted(present - online)
+    if offline:
+        stats.unstable = True
+        stats.unstable_reasons.append(f"cores {format_cores(offline)} offline during the run (hot-plugged)")
     if run.thermal.rose_past_limit:
         stats.unstable = True
         stats.unstable_reasons.append(f"thermal rise {run.thermal.rise_c:.1f} C > {run.thermal.max_rise_c:g} C")

@@ -124,11 +124,16 @@ class ThermalRecord:
     max_rise_c: float  # the limit it was judged against, degrees C
     rose_past_limit: bool  # rise_c above max_rise_c: the run is flagged unstable
     cooldown: CooldownRecord | None = None  # the wait before the run, if one was made
+    after_error: str | None = None  # why the reading after the run failed (the run itself finished and counts)
 
     def to_dict(self) -> dict:
-        return {"before": self.before.to_dict(), "after": self.after.to_dict(), "rise_c": self.rise_c,
+        """The stored shape; ``after_error`` only when the reading after the run failed."""
+        data = {"before": self.before.to_dict(), "after": self.after.to_dict(), "rise_c": self.rise_c,
                 "max_rise_c": self.max_rise_c, "rose_past_limit": self.rose_past_limit,
                 "cooldown": self.cooldown.to_dict() if self.cooldown else None}
+        if self.after_error is not None:
+            data["after_error"] = self.after_error
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ThermalRecord":
@@ -136,7 +141,7 @@ class ThermalRecord:
         cooldown = data.get("cooldown")
         return cls(before=ThermalReading.from_dict(data["before"]), after=ThermalReading.from_dict(data["after"]),
                    rise_c=data["rise_c"], max_rise_c=data["max_rise_c"], rose_past_limit=data["rose_past_limit"],
-                   cooldown=CooldownRecord(**cooldown) if cooldown else None)
+                   cooldown=CooldownRecord(**cooldown) if cooldown else None, after_error=data.get("after_error"))
 
 
 def wait_for_cooldown(adb: Adb, settings: ThermalSettings, sleep: Callable[[float], None] = time.sleep
@@ -159,11 +164,21 @@ def wait_for_cooldown(adb: Adb, settings: ThermalSettings, sleep: Callable[[floa
     return record
 
 
+def read_temperatures_after(adb: Adb, zones: bool = True) -> tuple[ThermalReading, str | None]:
+    """The reading after a run, which must not cost the run: a phone lost or hung right after the
+    tool finished gives an empty reading and the reason, and the next adb command reports the loss."""
+    try:
+        return read_temperatures(adb, zones), None
+    except AdbError as error:
+        return ThermalReading(battery_c=None, taken_at_s=time.time()), f"{type(error).__name__}: {error}"
+
+
 def thermal_record(before: ThermalReading, after: ThermalReading, settings: ThermalSettings,
-                   cooldown: CooldownRecord | None = None) -> ThermalRecord:
+                   cooldown: CooldownRecord | None = None, after_error: str | None = None) -> ThermalRecord:
     """Both readings, the rise, and whether it passed ``settings.max_rise_c``."""
     rise = None
     if before.hottest_c is not None and after.hottest_c is not None:
         rise = round(after.hottest_c - before.hottest_c, 3)
     return ThermalRecord(before=before, after=after, rise_c=rise, max_rise_c=settings.max_rise_c,
-                         rose_past_limit=rise is not None and rise > settings.max_rise_c, cooldown=cooldown)
+                         rose_past_limit=rise is not None and rise > settings.max_rise_c, cooldown=cooldown,
+                         after_error=after_error)

@@ -19,18 +19,20 @@ class CliError(UsageError):
     """A command-line mistake: the message says what was wrong and what to do. Printed without a traceback."""
 
 
-def start_run(store: Store, args: argparse.Namespace, label: str, run_id: str | None = None) -> str:
-    """Record the run this command makes, with its command line, this checkout's commit and this host."""
+def start_run(store: Store, args: argparse.Namespace, label: str, run_id: str | None = None,
+              device_name: str | None = None) -> str:
+    """Record the run this command makes, with its command line, this checkout's commit and the device
+    it measures on (``device_name``; this host's CPU when not given)."""
     return store.start_run(run_id, label=label, command="python -m profiling " + shlex.join(args.argv),
-                           git_commit=git_commit(), device_name=host_device().name)
+                           git_commit=git_commit(), device_name=device_name or host_device().name)
 
 
 def existing_store(db: Path) -> Store:
-    """The results database at ``db``, which must exist: the reading subcommands never create one."""
+    """The results database at ``db`` opened read-only: the reading subcommands never create or change one."""
     if not db.exists():
         raise CliError(f"no results database at {db}; measure something first "
                        f"(`python -m profiling run MODEL`) or pass --db PATH")
-    return Store(db)
+    return Store(db, readonly=True)
 
 
 def query_filters(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, list[str] | None]:

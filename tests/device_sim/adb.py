@@ -2,20 +2,35 @@
 
 Emulated: ``devices [-l]``, ``get-state``, ``-s SERIAL``, ``push``, ``pull``, ``install``,
 ``shell CMD`` (run by the host's ``/bin/sh`` with the phone's paths mapped into the sandbox and the
-phone tools ``getprop``/``dumpsys``/``am``/``logcat``/``taskset`` on its PATH; the remote exit
-status becomes adb's own, as with adb >= 1.0.36 and Android >= 7).
+phone tools ``getprop``/``dumpsys``/``am``/``logcat``/``taskset``/``pidof`` on its PATH). By default
+it behaves like adb >= 1.0.36 with Android >= 7 (shell protocol v2): the remote exit status becomes
+adb's own and stderr stays apart. ``push`` prints its ``[ NN%] REMOTE`` progress lines (with CRs)
+before ``LOCAL: 1 file pushed, 0 skipped. ...``, as adb does on a terminal.
 
-Fault injection (``ADB_SIM_FAULT``, comma-separated; ``ADB_SIM_FAULT_SERIAL`` limits it to one device):
-``offline``, ``unauthorized``, ``noperm`` (device state), ``old_adb`` (adb always exits 0, as old
-adb/Android pairs did), ``disconnect`` (the device vanishes during the benchmark run), ``slow`` (the
-benchmark run hangs for ``ADB_SIM_SLOW_S`` seconds, default 60), ``garbage`` (the tool prints
-nonsense), ``hot`` (every benchmark run heats the phone by ``ADB_SIM_HEAT_C`` degrees, default 8).
+Fault injection (``ADB_SIM_FAULT``, comma-separated; ``ADB_SIM_FAULT_SERIAL`` limits it to one device).
+A fault written ``NAME@N`` fires on the N-th matching command only (counted per device):
+
+- ``offline``, ``unauthorized``, ``noperm``: the device's state in ``adb devices -l``;
+- ``old_adb``: an old adb/device pair (no shell v2): ``shell`` runs on a pty, so stderr arrives merged
+  into stdout, every ``\\n`` becomes ``\\r\\n``, and adb exits 0 whatever the remote status; ``push``
+  exits 0 even when it fails;
+- ``disconnect``: the device vanishes while the benchmark tool runs (after ``STARTING!``);
+- ``disconnect_push``, ``disconnect_getprop``, ``disconnect_thermal``: it vanishes during a push
+  (after some progress), during ``getprop``, or during the thermal-zone read;
+- ``push_nospace``: a push fails with ``remote No space left on device``;
+- ``slow``: the benchmark run hangs for ``ADB_SIM_SLOW_S`` seconds (default 60);
+- ``hot``: every benchmark run heats the phone by ``ADB_SIM_HEAT_C`` degrees (default 8).
+
+The tools' own faults (``garbage``, ``zero_runs``, ``nan``, ``no_final_newline``, ...) are listed in
+``benchmark_model.py`` and ``onnxruntime_perf_test.py``. A device the test "reconnects" is one whose
+``gone`` file it deletes.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,10 +38,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(os.environ["ADB_SIM_ROOT"])
-FAULTS = {f for f in os.environ.get("ADB_SIM_FAULT", "").split(",") if f}
 FAULT_SERIAL = os.environ.get("ADB_SIM_FAULT_SERIAL")
 BENCHMARK_TOOLS = ("benchmark_model", "onnxruntime_perf_test")
 DETAILS = "product:panther model:{model} device:panther transport_id:{tid}"
+
+
+def parse_faults(text: str) -> dict[str, int | None]:
+    """``"old_adb,disconnect_push@2"`` -> {"old_adb": None, "disconnect_push": 2}."""
+    faults = {}
+    for item in (part.strip() for part in text.split(",")):
+        if item:
+            name, _, at = item.partition("@")
+            faults[name] = int(at) if at else None
+    return faults
+
+
+FAULTS = parse_faults(os.environ.get("ADB_SIM_FAULT", ""))
 
 
 def fail(message: str, status: int = 1) -> None:
@@ -34,8 +61,24 @@ def fail(message: str, status: int = 1) -> None:
     sys.exit(status)
 
 
-def faults_for(serial: str) -> set[str]:
-    return FAULTS if FAULT_SERIAL in (None, serial) else set()
+def faults_for(serial: str) -> dict[str, int | None]:
+    return FAULTS if FAULT_SERIAL in (None, serial) else {}
+
+
+def fires(serial: str, fault: str) -> bool:
+    """Whether ``fault`` fires now: always when unnumbered, on the N-th call when written ``fault@N``."""
+    faults = faults_for(serial)
+    if fault not in faults:
+        return False
+    counters_path = ROOT / serial / "counters.json"
+    counters = json.loads(counters_path.read_text()) if counters_path.exists() else {}
+    counters[fault] = counters.get(fault, 0) + 1
+    counters_path.write_text(json.dumps(counters))
+    return faults[fault] is None or counters[fault] == faults[fault]
+
+
+def disconnect(serial: str, why: str) -> None:
+    (ROOT / serial / "gone").write_text(why)
 
 
 def attached() -> dict[str, dict]:
@@ -107,23 +150,86 @@ def heat(serial: str, degrees: float) -> None:
     battery = ROOT / serial / "battery_tenths"
     battery.write_text(str(int(battery.read_text()) + round(degrees * 10)))
     for temp in (ROOT / serial / "fs/sys/class/thermal").glob("thermal_zone*/temp"):
-        temp.write_text(f"{int(temp.read_text()) + round(degrees * 1000)}\n")
+        if temp.is_file():
+            temp.write_text(f"{int(temp.read_text()) + round(degrees * 1000)}\n")
+
+
+def runs_tool(command: str) -> bool:
+    """Whether the (innermost) command starts one of the benchmark tools, possibly under taskset."""
+    inner = command.split("); __rc=", 1)[0].lstrip("( ")
+    try:
+        words = shlex.split(inner)
+    except ValueError:
+        return False
+    if words[:1] == ["taskset"]:
+        words = words[2:]
+    return bool(words) and Path(words[0]).name in BENCHMARK_TOOLS
+
+
+def write_out(data: bytes, old_adb: bool) -> None:
+    sys.stdout.buffer.write(data.replace(b"\n", b"\r\n") if old_adb else data)
+    sys.stdout.buffer.flush()
 
 
 def shell(serial: str, command: str) -> int:
-    faults = faults_for(serial)
-    runs_benchmark = any(tool in command for tool in BENCHMARK_TOOLS) and "chmod" not in command
+    old_adb = "old_adb" in faults_for(serial)
+    tool = runs_tool(command)
     env = dict(os.environ, PATH=f"{ROOT / 'tools'}:{os.environ.get('PATH', '')}", ADB_SIM_SERIAL=serial)
-    if runs_benchmark and "slow" in faults:
+    if tool and "slow" in faults_for(serial):
         time.sleep(float(os.environ.get("ADB_SIM_SLOW_S", "60")))
-    if runs_benchmark and "disconnect" in faults:
-        print("INFO: STARTING!", flush=True)
-        (ROOT / serial / "gone").write_text("unplugged mid-run")
-        return 255  # the connection dropped: no output, no remote status
-    done = subprocess.run(["/bin/sh", "-c", map_paths(serial, command)], env=env, cwd=ROOT / serial / "fs")
-    if runs_benchmark and "hot" in faults:
+    if tool and fires(serial, "disconnect"):
+        write_out(b"INFO: STARTING!\n", old_adb)
+        disconnect(serial, "unplugged mid-run")
+        return 255  # the connection dropped: no more output, no remote status
+    inner = command.split("); __rc=", 1)[0].lstrip("( ")
+    if inner.startswith("getprop") and fires(serial, "disconnect_getprop"):
+        write_out(b"[dalvik.vm.heapsize]: [512m]\n[ro.boot", old_adb)
+        disconnect(serial, "unplugged during getprop")
+        return 255
+    if "thermal_zone" in inner and fires(serial, "disconnect_thermal"):
+        disconnect(serial, "unplugged during the thermal read")
+        return 255
+    mapped = map_paths(serial, command)
+    if old_adb:  # a pty: one stream, CRLF line ends, and adb's own status is always 0
+        done = subprocess.run(["/bin/sh", "-c", mapped], env=env, cwd=ROOT / serial / "fs",
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        write_out(done.stdout, old_adb=True)
+    else:
+        done = subprocess.run(["/bin/sh", "-c", mapped], env=env, cwd=ROOT / serial / "fs")
+    if tool and "hot" in faults_for(serial):
         heat(serial, float(os.environ.get("ADB_SIM_HEAT_C", "8")))
-    return 0 if "old_adb" in faults else done.returncode
+    return 0 if old_adb else done.returncode
+
+
+def push(serial: str, local: Path, remote: str) -> int:
+    old_adb = "old_adb" in faults_for(serial)
+    if not local.exists():
+        fail(f"adb: error: cannot stat '{local}': No such file or directory")
+    target = device_path(serial, remote)
+    if target.is_dir():
+        target = target / local.name
+    size = local.stat().st_size
+    progress = "".join(f"\r[{percent:3d}%] {remote}" for percent in (0, 34, 67))
+    if fires(serial, "disconnect_push"):
+        sys.stdout.write(progress)
+        sys.stdout.flush()
+        with open(target, "wb") as partial:  # what reached the phone before the cable went
+            partial.write(local.read_bytes()[: size // 3])
+        disconnect(serial, "unplugged during push")
+        sys.stderr.write(f"\nadb: error: failed to copy '{local}' to '{remote}': no response: Connection reset by peer\n")
+        return 0 if old_adb else 1
+    if fires(serial, "push_nospace"):
+        sys.stdout.write(progress)
+        sys.stderr.write(f"\nadb: error: failed to copy '{local}' to '{remote}': remote No space left on device\n")
+        return 0 if old_adb else 1
+    if not target.parent.is_dir():
+        sys.stderr.write(f"adb: error: failed to copy '{local}' to '{remote}': remote couldn't create file: "
+                         "No such file or directory\n")
+        return 0 if old_adb else 1
+    shutil.copy(local, target)
+    sys.stdout.write(progress + f"\r[100%] {remote}\r{local}: 1 file pushed, 0 skipped. 12.3 MB/s "
+                                f"({size} bytes in 0.001s)\n")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -150,16 +256,7 @@ def main(argv: list[str]) -> int:
     if command == "shell":
         return shell(serial, " ".join(args))
     if command == "push":
-        local, remote = Path(args[-2]), args[-1]
-        target = device_path(serial, remote)
-        if target.is_dir():
-            target = target / local.name
-        if not target.parent.is_dir():
-            fail(f"adb: error: failed to copy '{local}' to '{remote}': remote couldn't create file: No such file or directory")
-        shutil.copy(local, target)
-        size = local.stat().st_size
-        print(f"{local}: 1 file pushed, 0 skipped. 12.3 MB/s ({size} bytes in 0.001s)")
-        return 0
+        return push(serial, Path(args[-2]), args[-1])
     if command == "pull":
         remote, local = args[-2], Path(args[-1])
         source = device_path(serial, remote)

@@ -1,7 +1,13 @@
-"""The simulated phone's own commands, run inside ``adb shell``: getprop, dumpsys, am, logcat, taskset.
+"""The simulated phone's own commands, run inside ``adb shell``: getprop, dumpsys, am, logcat, taskset, pidof.
 
 Called as ``devicetools.py TOOL ARGS...`` by the wrappers ``make_sandbox`` writes. State lives in
 ``$ADB_SIM_ROOT/<serial>/`` (``$ADB_SIM_SERIAL`` says which phone).
+
+logcat holds more than the benchmark: other apps log under the same ``tflite`` tag (LiteRT inside
+Play services initialising, another app applying its own GPU delegate and even printing a
+benchmark-style summary of its model, a harmless ``Failed to`` line), interleaved with the
+benchmark APK's own lines, each under its own PID, in ``threadtime`` format (the default of
+``logcat -d``). The benchmark app's process lives while it runs (``pidof`` sees it) and exits after.
 """
 from __future__ import annotations
 
@@ -20,6 +26,18 @@ HOME = ROOT / SERIAL
 HERE = Path(__file__).resolve().parent
 PACKAGE = "org.tensorflow.lite.benchmark"
 ACTIVITY = f"{PACKAGE}/.BenchmarkModelActivity"
+NEIGHBOUR_PID = 2718  # another app that uses LiteRT and logs under tag tflite
+# what the neighbour logs while the benchmark runs: (level, message)
+NEIGHBOUR_LINES = [
+    ("I", "Initialized TensorFlow Lite runtime."),
+    ("I", "Created TensorFlow Lite delegate for GPU."),
+    ("V", "Replacing 64 out of 64 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 1 partitions for "
+          "the whole graph."),
+    ("I", "Explicitly applied GPU delegate, and the model graph will be completely executed by the delegate."),
+    ("E", "Failed to load delegate from libedgetpu.so.1"),
+    ("I", "count=200 first=900 curr=800 min=700 max=900 avg=812 std=50"),
+    ("I", "Inference timings in us: Init: 9000, First inference: 1500, Warmup (avg): 1200, Inference (avg): 812"),
+]
 
 
 def getprop(args: list[str]) -> int:
@@ -43,10 +61,11 @@ def dumpsys(args: list[str]) -> int:
     return 0
 
 
-def log_line(tag: str, message: str, level: str = "I") -> str:
+def log_line(tag: str, message: str, level: str = "I", pid: int | None = None) -> str:
     now = datetime.now()
     stamp = now.strftime("%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}"
-    return f"{stamp}  {os.getpid():5d}  {os.getpid():5d} {level} {tag:<8}: {message}\n"
+    pid = os.getpid() if pid is None else pid
+    return f"{stamp}  {pid:5d}  {pid + 7:5d} {level} {tag:<8}: {message}\n"
 
 
 def logcat(args: list[str]) -> int:
@@ -56,7 +75,7 @@ def logcat(args: list[str]) -> int:
         return 0
     tags = []
     if "-s" in args:
-        tags = args[args.index("-s") + 1:]
+        tags = [tag.split(":")[0] for tag in args[args.index("-s") + 1:]]
     print("--------- beginning of main")
     for line in log.read_text().splitlines():
         fields = line.split()
@@ -86,19 +105,54 @@ def am(args: list[str]) -> int:
 
 
 def activity(args: list[str]) -> int:
-    time.sleep(0.2)  # the app starts after `am start` has returned
-    done = subprocess.run([sys.executable, str(HERE / "benchmark_model.py"), *args], capture_output=True, text=True)
-    with open(HOME / "logcat.txt", "a") as log:
-        for line in (done.stdout + done.stderr).splitlines():
-            level = "E" if line.startswith("ERROR") else "I"
-            for prefix in ("INFO: ", "ERROR: ", "WARN: "):
-                line = line.removeprefix(prefix)
-            log.write(log_line("tflite", line, level))
+    (HOME / "app.pid").write_text(str(os.getpid()))
+    try:
+        time.sleep(0.2)  # the app starts after `am start` has returned
+        with open(HOME / "logcat.txt", "a") as log:
+            for level, message in NEIGHBOUR_LINES[:4]:
+                log.write(log_line("tflite", message, level, pid=NEIGHBOUR_PID))
+        done = subprocess.run([sys.executable, str(HERE / "benchmark_model.py"), *args], capture_output=True, text=True)
+        with open(HOME / "logcat.txt", "a") as log:
+            # the APK's JNI entry point calls Run() directly: no "Benchmarking failed." line as main() prints
+            lines = [line for line in (done.stdout + done.stderr).splitlines() if "Benchmarking failed." not in line]
+            for index, line in enumerate(lines):
+                level = "E" if line.startswith("ERROR") else ("W" if line.startswith("WARN") else "I")
+                for prefix in ("INFO: ", "ERROR: ", "WARN: ", "VERBOSE: "):
+                    line = line.removeprefix(prefix)
+                log.write(log_line("tflite", line, level))
+                if index == len(lines) // 2:  # the neighbour keeps logging while the benchmark runs
+                    for neighbour_level, message in NEIGHBOUR_LINES[4:]:
+                        log.write(log_line("tflite", message, neighbour_level, pid=NEIGHBOUR_PID))
+    finally:
+        (HOME / "app.pid").unlink(missing_ok=True)
     return 0
 
 
+def pidof(args: list[str]) -> int:
+    pid_file = HOME / "app.pid"
+    if args[:1] == [PACKAGE] and pid_file.exists():
+        pid = int(pid_file.read_text())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return 1
+        print(pid)
+        return 0
+    return 1
+
+
 def taskset(args: list[str]) -> int:
+    """``taskset MASK CMD...``: sched_setaffinity fails only when no core of MASK is online."""
     mask, command = args[0], args[1:]
+    online_text = (HOME / "fs/sys/devices/system/cpu/online").read_text().strip()
+    online = set()
+    for part in online_text.split(","):
+        first, _, last = part.partition("-")
+        online.update(range(int(first), int(last or first) + 1))
+    wanted = {core for core in range(64) if int(mask, 16) >> core & 1}
+    if not wanted & online:
+        sys.stderr.write("taskset: sched_setaffinity: Invalid argument\n")
+        return 1
     with open(HOME / "taskset.log", "a") as record:
         record.write(mask + "\n")
     os.execvp(command[0], command)
@@ -106,7 +160,7 @@ def taskset(args: list[str]) -> int:
 
 
 TOOLS = {"getprop": getprop, "dumpsys": dumpsys, "logcat": logcat, "am": am, "_activity": activity,
-         "taskset": taskset}
+         "taskset": taskset, "pidof": pidof}
 
 if __name__ == "__main__":
     sys.exit(TOOLS[sys.argv[1]](sys.argv[2:]))
