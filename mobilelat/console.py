@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import io
 import json
+import logging
 import os
 import sys
 import time
@@ -35,6 +36,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 LOG_DIR_ENV = "MOBILELAT_LOG_DIR"  # where chatter logs go; default ~/.cache/mobilelat/logs
+# the project's own loggers: their notes ("'tf_efficientnetv2_b0' is efficientnetv2_b0 here") are ours to show,
+# not chatter, so a capture sends them to the console's stderr
+OWN_LOGGERS = ("mobilelat", "models", "reparam", "export", "profiling")
 KEPT_LOGS = 50  # older logs are pruned when a new one is made
 PIPE_WIDTH = 100_000  # columns of a table written to a pipe or file: never cut, never wrapped
 
@@ -160,7 +164,7 @@ class Console:
         the block was interrupted; a kept log is :attr:`log_path`, and named on stderr if the block failed.
         """
         if self.verbose:
-            with _descriptors_to(None, self):
+            with _descriptors_to(None, self), _own_logs_to(self):
                 yield
             return
         folder = log_dir()
@@ -174,7 +178,7 @@ class Console:
         path = folder / f"{self.command}-{stamp}-{os.getpid()}.log"
         self._log_open = path
         try:
-            with _descriptors_to(path, self):
+            with _descriptors_to(path, self), _own_logs_to(self):
                 yield
         except KeyboardInterrupt:
             path.unlink(missing_ok=True)  # an interrupted command leaves nothing behind
@@ -277,6 +281,31 @@ def _descriptors_to(path: Path | None, console: Console) -> Iterator[None]:
         for duplicate in duplicates:
             with contextlib.suppress(OSError, ValueError):
                 duplicate.close()
+
+
+class _NoteHandler(logging.Handler):
+    """Our own log records, as plain lines on the console's stderr (nothing with ``--quiet``)."""
+
+    def __init__(self, console: Console):
+        super().__init__(logging.INFO)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.err.print(escape(record.getMessage()))
+
+
+@contextlib.contextmanager
+def _own_logs_to(console: Console) -> Iterator[None]:
+    """For the block, the project's loggers write to ``console`` (not to stderr, which is the log now)."""
+    handler = _NoteHandler(console)
+    loggers = [logging.getLogger(name) for name in OWN_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 def _kept(path: Path) -> Path | None:

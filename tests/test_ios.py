@@ -232,7 +232,9 @@ def ios(tmp_path, *args) -> int:
 
 
 def printed(capsys) -> str:
-    return " ".join(capsys.readouterr().out.split())
+    """What the command said: results on stdout, its one-line usage errors on stderr."""
+    captured = capsys.readouterr()
+    return " ".join((captured.out + captured.err).split())
 
 
 @pytest.mark.fast

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -193,3 +194,15 @@ def test_an_interrupted_capture_leaves_no_log(tmp_path, monkeypatch):
         os.write(2, b"chatter\n")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_our_own_notes_are_not_chatter(tmp_path, monkeypatch, capfd):
+    """A note of the registry ("'tf_efficientnetv2_b0' is efficientnetv2_b0 here") shows; a converter's log does not."""
+    monkeypatch.setenv("MOBILELAT_LOG_DIR", str(tmp_path))
+    console = Console(command="notes")
+    with console.capture():
+        logging.getLogger("models.registry").warning("note: %r is %s here", "tf_efficientnetv2_b0", "efficientnetv2_b0")
+        os.write(2, b"I0000 converter chatter\n")
+    err = capfd.readouterr().err
+    assert err == "note: 'tf_efficientnetv2_b0' is efficientnetv2_b0 here\n"
+    assert "I0000 converter chatter" in console.log_path.read_text() and "note:" not in console.log_path.read_text()
