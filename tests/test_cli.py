@@ -519,3 +519,15 @@ def test_figures_place_labels_apart_inside_with_device_runtime_and_log_axes():
     bars = report_plots.latency_bars(plt, {"torch 1t": {"a": (1, 2, 3), "b": (150, 160, 170)}}, ["a", "b"], "t")
     assert bars.axes[0].get_yscale() == "log"  # one bar 80x the other
     plt.close(bars)
+
+
+@pytest.mark.fast
+def test_a_checkpoint_that_cannot_be_read_stops_the_sweep_as_a_usage_error(artifacts_dir, tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("these are not weights\n" * 40)
+    db = tmp_path / "r.db"
+    status = profiling_cli(["run", MODEL, "--formats", "onnx,torch", "--input-size", "32", "--weights", str(text),
+                            "--artifacts", str(tmp_path / "artifacts"), "--db", str(db), *QUICK])
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE and err.splitlines()[-1].startswith("error: ") and str(text) in err
+    assert "Traceback" not in err and not db.exists()

@@ -5,7 +5,9 @@ before any work (a precision a format cannot take, a size, a folder). A progress
 names the job, its round and the ETA. Each result is stored as soon as it is measured, so an
 interrupted sweep keeps what it finished; the run row is written with the first result, so a
 sweep that stores nothing (Ctrl-C, every job failed) leaves no empty run. A job that fails
-(export refused by the parity gate, runtime error) is reported and the sweep goes on.
+(export refused by the parity gate, runtime error) is reported and the sweep goes on; a usage
+error met in a job (a checkpoint that does not fit, a size the model cannot take) stops the sweep
+with exit status 2, keeping what was measured.
 
 Each measurement records the machine's 1-minute load average before and after it
 (``extra["load_avg"]``); above ``--max-load`` (default: the number of logical cores, i.e. more
@@ -35,7 +37,7 @@ import models
 from export.capabilities import capability
 from mobilelat.cli import raise_if_interrupted
 from mobilelat.console import Console, add_output_flags
-from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE
+from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from mobilelat.paths import check_output_dir, check_output_file
 from profiling.artifacts import DEFAULT_ARTIFACTS, ensure_artifact
 from profiling.cli.common import (CliError, add_input_size_argument, flat_record, results_table, split_ints,
@@ -313,6 +315,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
             for job in jobs:
                 try:
                     result = measure_job(job, args, artifact_cache, progress.update)
+                except UsageError:
+                    raise  # the command's own mistake (a checkpoint that does not fit, a size): every job would fail
                 except Exception as error:  # reported per job; the sweep goes on
                     raise_if_interrupted()  # unless it stands for Ctrl-C
                     failures.append((job, error))
