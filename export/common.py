@@ -7,10 +7,16 @@ it wrote, which tool versions it used). ``export_model`` does the rest, the same
    precision or value it does not take, is an error);
 2. deepcopy the model, eval, reparameterize (unless ``reparameterize=False``): the caller's model
    is never touched; a trial forward pass at the requested input size catches sizes it cannot take;
-3. convert into a temporary name beside the final one, with a progress line;
+3. check the output folder before any conversion work (a file, or a folder nothing can be written
+   in, is an ``OutputPathError``), then convert into a temporary name beside the final one;
 4. run the artifact on seeded inputs and compare with the eager deploy and training-form models
    (``export/parity.py``); on failure raise ``ParityError`` and remove the temporary file;
-5. write the manifest and rename both onto their final names; print a one-screen summary.
+5. write the manifest and rename both onto their final names.
+
+Each stage is a line on the console with its time. However it ends (a failure, Ctrl-C), no temporary
+file is left and an output folder it created is removed again if nothing landed in it. Ctrl-C that
+a converter swallowed (litert-torch catches it in a callback) still stops the export once the
+converter returns (``mobilelat.cli.raise_if_interrupted``).
 """
 from __future__ import annotations
 
@@ -33,10 +39,13 @@ from torch import nn
 import reparam
 from export.artifact import Artifact, git_commit, manifest_path_for, sha256_of, size_on_disk
 from export.capabilities import capability, check_options
-from export.console import Console, print_summary
 from export.errors import ExportError, InputSizeError, MissingDependencyError, ParityError, UsageError
 from export.options import ExportOptions
-from export.parity import check_parity, tolerance_for
+from export.parity import ParityReport, Tolerance, check_parity, tolerance_for
+from mobilelat.cli import raise_if_interrupted
+from mobilelat.console import Console
+from mobilelat.paths import check_output_dir, output_dir
+from mobilelat.sizes import check_input_size, format_input_size
 from models import ModelSpec, UnknownModelError, model_spec
 from models.complexity import count_macs, count_params
 
@@ -71,10 +80,15 @@ class FormatHandler(Protocol):
         """On the command line, before any export: quiet the converter's own progress and import chatter."""
 
 
-def artifact_path(out_dir: str | Path, model_name: str, format_name: str, precision: str) -> Path:
-    """``out_dir/<model>/<model>[_<precision>]<suffix>``; no precision suffix at the format's default."""
+def artifact_path(out_dir: str | Path, model_name: str, format_name: str, precision: str,
+                  input_size: tuple[int, int] | None = None) -> Path:
+    """``out_dir/<model>/<model>[_<precision>][_<H>x<W>]<suffix>``: no precision suffix at the format's
+    default precision, no size suffix at the model's own input size (``input_size`` None), so two
+    sizes never overwrite each other's file."""
     cap = capability(format_name)
     stem = model_name if precision == cap.default_precision else f"{model_name}_{precision}"
+    if input_size is not None:
+        stem += f"_{format_input_size(input_size)}"
     return Path(out_dir) / model_name / f"{stem}{cap.suffix}"
 
 
@@ -110,6 +124,11 @@ def _trial_forward(model: nn.Module, spec: ModelSpec, format_name: str) -> None:
         with torch.no_grad():
             output = model(torch.zeros(1, channels, height, width))
     except Exception as error:
+        if _out_of_memory(error):
+            raise InputSizeError(
+                f"{spec.name} at {height}x{width} needs more memory than this machine has "
+                f"({type(error).__name__}: {str(error)[:200]}); use a smaller --input-size (the model's own "
+                f"is {_model_default_size(spec)})") from error
         raise InputSizeError(
             f"{spec.name} cannot take a {height}x{width} input ({type(error).__name__}: {str(error)[:300]}). "
             f"Use a size both sides of which are multiples of 32 (64 is safe for every zoo model), "
@@ -118,6 +137,12 @@ def _trial_forward(model: nn.Module, spec: ModelSpec, format_name: str) -> None:
     if not isinstance(output, torch.Tensor):
         raise ExportError(f"{spec.name} returned {type(output).__name__}; export takes models whose eval "
                           f"forward returns one tensor", format=format_name)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether a forward pass failed for memory (torch's allocator message, or Python's MemoryError)."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
 def _model_default_size(spec: ModelSpec) -> str:
@@ -131,83 +156,119 @@ def _model_default_size(spec: ModelSpec) -> str:
 def _reparameterize(model: nn.Module, format_name: str, console: Console) -> nn.Module:
     untrained = reparam.untrained_batchnorms(model)
     if untrained:  # one line on the console rather than reparameterize's warning with a source line
-        console.print(f"[yellow]note:[/yellow] \\[{format_name}] random weights: {len(untrained)} "
-                      "BatchNorm layer(s) hold their initial statistics (pass --weights to export a trained model)")
+        console.note(f"[yellow]note:[/yellow] \\[{format_name}] random weights: {len(untrained)} "
+                     "BatchNorm layer(s) hold their initial statistics (pass --weights to export a trained model)")
     return reparam.reparameterize(model, warn_untrained=False)
 
 
+def _size_suffix(spec: ModelSpec) -> tuple[int, int] | None:
+    """The spec's (height, width) when it is not the registered model's own size, for the file name."""
+    size = (spec.input_size[1], spec.input_size[2])
+    try:
+        _, height, width = model_spec(spec.name).input_size
+    except UnknownModelError:  # a spec built by hand: its size is its own
+        return None
+    return None if size == (height, width) else size
+
+
 def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_dir: str | Path,
-                 options: ExportOptions | None = None) -> Artifact:
+                 options: ExportOptions | None = None, console: Console | None = None) -> Artifact:
     """Convert ``model`` with ``handler``, gate it on parity, write it atomically with its manifest.
 
     ``options`` is the format's options class (``capability(handler.name).options_class``); None: its defaults.
+    ``console`` shows the stages (a command line passes its own); None: stage lines on stderr unless
+    ``options.quiet``.
     """
     options = options if options is not None else capability(handler.name).options_class()
     check_options(handler.name, options)
     tolerance = options.tolerance or tolerance_for(handler.name, options.precision)
     started = time.perf_counter()
-    console = Console(options.quiet)
+    console = console if console is not None else Console(quiet=options.quiet)
     if options.input_size is not None:
         height, width = options.input_size
-        if height <= 0 or width <= 0:
-            raise InputSizeError(f"input size must be positive, got {height}x{width}")
+        check_input_size(height, width)
         spec = spec.with_input_size(height, width)
+    check_output_dir(out_dir)  # --out itself first: its message names what the user typed
+    final = artifact_path(out_dir, spec.name, handler.name, options.precision, _size_suffix(spec))
 
-    training = copy.deepcopy(model).eval()  # the caller's model is never touched
-    _trial_forward(training, spec, handler.name)
-    with console.step(f"[{handler.name}] reparameterizing {spec.name}"):
-        deploy = _reparameterize(training, handler.name, console).eval() if options.reparameterize else training
-
-    inputs = [x.numpy() for x in spec.sample_inputs(count=options.parity_inputs, seed=options.parity_seed)]
-    with torch.no_grad():
-        references = {"deploy": [deploy(torch.from_numpy(x)).numpy() for x in inputs]}
+    size = format_input_size(spec.input_size[1:])
+    with output_dir(final.parent):  # checked before any model work; removed again if it stays empty
+        with console.stage(f"[{handler.name}] check that {spec.name} takes {size}"):
+            training = copy.deepcopy(model).eval()  # the caller's model is never touched
+            _trial_forward(training, spec, handler.name)
         if options.reparameterize:
-            references["training"] = [training(torch.from_numpy(x)).numpy() for x in inputs]
+            with console.stage(f"[{handler.name}] reparameterize {spec.name}"):
+                deploy = _reparameterize(training, handler.name, console).eval()
+        else:
+            deploy = training
 
-    final = artifact_path(out_dir, spec.name, handler.name, options.precision)
-    final.parent.mkdir(parents=True, exist_ok=True)
+        inputs = [x.numpy() for x in spec.sample_inputs(count=options.parity_inputs, seed=options.parity_seed)]
+        with console.stage(f"[{handler.name}] eager reference outputs on {len(inputs)} inputs"), torch.no_grad():
+            references = {"deploy": [deploy(torch.from_numpy(x)).numpy() for x in inputs]}
+            if options.reparameterize:
+                references["training"] = [training(torch.from_numpy(x)).numpy() for x in inputs]
+        artifact = _convert_and_write(handler, deploy, spec, options, final, inputs, references, tolerance,
+                                      console, started)
+    return artifact
+
+
+def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpec, options: ExportOptions,
+                       final: Path, inputs: list[np.ndarray], references: dict[str, list[np.ndarray]],
+                       tolerance: Tolerance, console: Console, started: float) -> Artifact:
+    """Convert to a temporary name, gate it, write the manifest, rename both; no temporary survives."""
     tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
     tmp_manifest = manifest_path_for(tmp)
     try:
         convert_started = time.perf_counter()
-        with console.step(f"[{handler.name}] converting {spec.name} ({options.precision})"):
+        with console.stage(f"[{handler.name}] convert {spec.name} ({options.precision}, "
+                           f"{format_input_size(spec.input_size[1:])})"):
             _convert(handler, deploy, spec, tmp, options)
+            raise_if_interrupted()  # a Ctrl-C the converter swallowed stops the export here
         convert_seconds = time.perf_counter() - convert_started
         if not tmp.exists() or size_on_disk(tmp) == 0:
             raise ExportError(f"the converter wrote nothing at {tmp}", format=handler.name,
                               hint="report it: the converter returned without an error")
-        with console.step(f"[{handler.name}] parity gate on {len(inputs)} inputs"):
+        with console.stage(f"[{handler.name}] parity gate on {len(inputs)} inputs"):
             outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp, inputs, spec, options)]
             report = check_parity(outputs, references, tolerance, format_name=handler.name,
                                   precision=options.precision, output_name=spec.output_name)
         if not report.passed:
             raise ParityError(report)
 
-        layout = handler.input_layout(options)
-        artifact = Artifact(
-            path=final, model=spec.name, format=handler.name, precision=options.precision,
-            input_name=spec.input_name, input_shape=_input_shape(spec, layout),
-            input_layout=layout, output_name=spec.output_name,
-            mean=[float(m) for m in spec.mean], std=[float(s) for s in spec.std],
-            params=int(count_params(deploy)), macs=_count_macs(deploy, spec),
-            reparameterized=bool(options.reparameterize), sha256=sha256_of(tmp), size_bytes=size_on_disk(tmp),
-            tool_versions=dict(handler.tool_versions()), git_commit=git_commit(), parity=report.to_dict(),
-            options={**options.to_dict(), "tolerance": tolerance.to_dict(), "convert_seconds": convert_seconds,
-                     "io": handler.io_details(tmp)},
-            export_seconds=time.perf_counter() - started,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        tmp_manifest.write_text(json.dumps(artifact.to_dict(), indent=2, default=_json_default) + "\n")
-        # the artifact lands first, then its manifest: load_artifact refuses an artifact without one
-        remove_path(manifest_path_for(final))
-        if final.is_dir():
-            remove_path(final)
-        os.replace(tmp, final)
-        os.replace(tmp_manifest, manifest_path_for(final))
+        with console.stage(f"[{handler.name}] write {final.name} and its manifest"):
+            artifact = _describe(handler, deploy, spec, options, final, tmp, report, tolerance, convert_seconds,
+                                 started)
+            tmp_manifest.write_text(json.dumps(artifact.to_dict(), indent=2, default=_json_default) + "\n")
+            raise_if_interrupted()  # the last moment to stop before the files land
+            # the artifact lands first, then its manifest: load_artifact refuses an artifact without one
+            remove_path(manifest_path_for(final))
+            if final.is_dir():
+                remove_path(final)
+            os.replace(tmp, final)
+            os.replace(tmp_manifest, manifest_path_for(final))
     finally:
         for leftover in (tmp, tmp_manifest, *handler.temp_paths(tmp)):
             remove_path(leftover)
-    print_summary(artifact, console)
     return artifact
+
+
+def _describe(handler: FormatHandler, deploy: nn.Module, spec: ModelSpec, options: ExportOptions, final: Path,
+              tmp: Path, report: ParityReport, tolerance: Tolerance, convert_seconds: float,
+              started: float) -> Artifact:
+    """The artifact's manifest: what it is, where it came from, its parity figures."""
+    layout = handler.input_layout(options)
+    return Artifact(
+        path=final, model=spec.name, format=handler.name, precision=options.precision,
+        input_name=spec.input_name, input_shape=_input_shape(spec, layout),
+        input_layout=layout, output_name=spec.output_name,
+        mean=[float(m) for m in spec.mean], std=[float(s) for s in spec.std],
+        params=int(count_params(deploy)), macs=_count_macs(deploy, spec),
+        reparameterized=bool(options.reparameterize), sha256=sha256_of(tmp), size_bytes=size_on_disk(tmp),
+        tool_versions=dict(handler.tool_versions()), git_commit=git_commit(), parity=report.to_dict(),
+        options={**options.to_dict(), "tolerance": tolerance.to_dict(), "convert_seconds": convert_seconds,
+                 "io": handler.io_details(tmp)},
+        export_seconds=time.perf_counter() - started,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _convert(handler: FormatHandler, model: nn.Module, spec: ModelSpec, tmp: Path, options: ExportOptions) -> None:
@@ -220,6 +281,7 @@ def _convert(handler: FormatHandler, model: nn.Module, spec: ModelSpec, tmp: Pat
         raise MissingDependencyError(f"{handler.name} export needs a package that is not installed ({error}): "
                                      f"{capability(handler.name).install_hint}") from error
     except Exception as error:
+        raise_if_interrupted()  # a converter that turned Ctrl-C into an error of its own: still Ctrl-C
         raise ExportError(f"conversion of {spec.name} failed: {type(error).__name__}: {str(error)[:2000]}",
                           format=handler.name, failing=failing_component(error),
                           hint="try --no-reparam (is the deploy form at fault?), --precision fp32, or "

@@ -1,38 +1,16 @@
-"""What an export shows a person: a progress line per step and a one-screen summary, or nothing."""
+"""What an export shows a person once it is done: a one-screen summary, or its JSON record.
+
+Progress while it runs (stage lines with their times) goes through ``mobilelat.console.Console``.
+"""
 from __future__ import annotations
 
-import contextlib
-from contextlib import AbstractContextManager
-
-from rich.console import Console as RichConsole
 from rich.table import Table
 
 from export.artifact import Artifact
 
 
-class Console:
-    """Progress and the final summary on stderr, or nothing when ``quiet``."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self._console = None if quiet else RichConsole(stderr=True)
-
-    def step(self, text: str) -> AbstractContextManager:
-        """A spinner with ``text`` while the block runs."""
-        if self._console is None:
-            return contextlib.nullcontext()
-        return self._console.status(text, spinner="dots")
-
-    def print(self, *objects) -> None:
-        if self._console is not None:
-            self._console.print(*objects)
-
-
-def print_summary(artifact: Artifact, console: Console | None = None) -> None:
+def summary_table(artifact: Artifact) -> Table:
     """One screen: where it is, how big, how close to the eager model, how long it took."""
-    console = console or Console(False)
-    if console.quiet:
-        return
     parity = artifact.parity
     table = Table(title=f"{artifact.model} -> {artifact.format} ({artifact.precision})", show_header=False)
     table.add_column(style="bold")
@@ -43,6 +21,7 @@ def print_summary(artifact: Artifact, console: Console | None = None) -> None:
     table.add_row("params / MACs", f"{artifact.params / 1e6:.2f} M / "
                                    f"{artifact.macs / 1e9:.3f} G" if artifact.macs >= 0 else f"{artifact.params / 1e6:.2f} M")
     table.add_row("reparameterized", str(artifact.reparameterized))
+    table.add_row("weights", artifact.options.get("weights") or "random initialization")
     if parity.get("tolerance", {}).get("rtol") is not None:
         table.add_row("parity", f"passed: max abs error {parity['max_abs_error']:.3g} on {parity['inputs']} inputs "
                                 f"(vs deploy {parity['max_abs_error_vs_deploy']:.3g})")
@@ -51,4 +30,15 @@ def print_summary(artifact: Artifact, console: Console | None = None) -> None:
         table.add_row("parity", f"passed: top-1 agreement {agreement}; min cosine {parity['min_cosine']:.4f}")
     table.add_row("time", f"{artifact.export_seconds:.1f} s (convert {artifact.options.get('convert_seconds', 0):.1f} s)")
     table.add_row("sha256", artifact.sha256[:16] + "...")
-    console.print(table)
+    return table
+
+
+def artifact_record(artifact: Artifact) -> dict:
+    """The artifact for ``--json``: paths, size, hash, parity figures, times."""
+    return {"model": artifact.model, "format": artifact.format, "precision": artifact.precision,
+            "path": str(artifact.path), "manifest": str(artifact.manifest_path), "sha256": artifact.sha256,
+            "size_bytes": artifact.size_bytes, "input_shape": artifact.input_shape,
+            "input_layout": artifact.input_layout, "reparameterized": artifact.reparameterized,
+            "weights": artifact.options.get("weights"), "params": artifact.params, "macs": artifact.macs,
+            "parity": artifact.parity, "export_seconds": artifact.export_seconds,
+            "convert_seconds": artifact.options.get("convert_seconds")}

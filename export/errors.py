@@ -1,25 +1,21 @@
 """What can go wrong in an export, as types the command line maps to exit statuses.
 
-``UsageError`` and its subclasses are mistakes the person running the export can fix (a flag,
-a size, a path): exit 2. ``ParityError``: the artifact does not match the eager model: exit 1.
-``ExportError`` and ``MissingDependencyError``: the converter failed or is not installed: exit 3.
+``UsageError`` (the one base of every package, ``mobilelat.errors``) and its subclasses are
+mistakes the person running the export can fix (a flag, a size, a path): exit 2. ``ParityError``:
+the artifact does not match the eager model: exit 1. ``ExportError`` and ``MissingDependencyError``: the converter failed or is not installed: exit 3.
 Anything else is a bug and is raised as it is, never reported as bad usage.
 """
 from __future__ import annotations
 
 from export.parity import ParityReport
+from mobilelat.errors import InputSizeError, OutputPathError, UsageError
 
-
-class UsageError(Exception):
-    """Bad usage or input: the message says what was wrong and what to do."""
+__all__ = ["ExportError", "InputPathError", "InputSizeError", "MissingDependencyError", "OutputPathError",
+           "ParityError", "UnsupportedOptionError", "UsageError"]
 
 
 class UnsupportedOptionError(UsageError, ValueError):
     """An option (or precision) the chosen format does not take, or a value it cannot take."""
-
-
-class InputSizeError(UsageError, ValueError):
-    """An input size the model cannot take."""
 
 
 class InputPathError(UsageError, FileNotFoundError):

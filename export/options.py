@@ -8,7 +8,6 @@ command lines (``export/cli.py``) build their flags from it, with the default sh
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,23 +15,10 @@ from typing import Any
 
 from export.errors import InputPathError, UnsupportedOptionError
 from export.parity import Tolerance
+from mobilelat.sizes import input_size_type
 
 MIN_ONNX_OPSET = 17  # LayerNormalization is a single op from 17 on; older runtimes are not targets here
 COREML_TARGETS = ("iOS16", "iOS17", "iOS18")  # ML programs with fp16 compute need iOS 15+; we take 16+
-
-
-def parse_input_size(text: str) -> tuple[int, int]:
-    """``"256"`` or ``"256x320"`` -> (height, width); argparse shows the error it raises."""
-    parts = text.lower().replace("x", ",").split(",")
-    try:
-        values = [int(p) for p in parts if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"input size must be N or HxW in pixels, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"input size must be N or HxW with positive integers, got {text!r}")
-    return values[0], values[1]
 
 
 def option(default: Any, help: str, *, flag: str | None = None, cli: bool = True, default_text: str | None = None,
@@ -67,7 +53,7 @@ class ExportOptions:
 
     precision: str = option("fp32", "numeric precision")
     input_size: tuple[int, int] | None = option(
-        None, "spatial input size (height, width) in pixels, e.g. 256 or 256x320", type=parse_input_size,
+        None, "spatial input size in pixels, N or HxW (e.g. 256 or 256x320; 32 to 4096)", type=input_size_type,
         metavar="HxW", default_text="the model spec's")
     reparameterize: bool = option(True, "export the training form instead of the reparameterized deploy form",
                                   flag="--no-reparam", action="store_false")
@@ -75,7 +61,9 @@ class ExportOptions:
     parity_seed: int = option(0, "seed of those inputs", cli=False)
     tolerance: Tolerance | None = option(None, "override of the tolerance table", cli=False,
                                          default_text="export/parity.py's entry")
-    quiet: bool = option(False, "no progress or summary", action="store_true")
+    quiet: bool = option(False, "no progress or summary; only the artifact's path", action="store_true")
+    weights: str | None = option(None, "the checkpoint the model was loaded from, for the manifest", cli=False,
+                                 default_text="random initialization")
 
     def check(self) -> None:
         """Raise ``UnsupportedOptionError`` for a value no export can take (the format's precisions are

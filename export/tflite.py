@@ -38,6 +38,7 @@ from export.capabilities import options_for, require
 from export.common import export_model
 from export.errors import ExportError, InputPathError
 from export.options import TFLiteOptions
+from mobilelat.cli import raise_if_interrupted
 from models import ModelSpec
 
 if TYPE_CHECKING:  # an optional backend: imported when an interpreter is made
@@ -161,6 +162,7 @@ class TFLiteFormat:
         wrapper = TFLiteIO(model, spec.output_name, options.nhwc).eval()
         sample = torch.from_numpy(_to_layout(spec.sample_inputs(count=1, seed=0)[0].numpy(), options.nhwc))
         edge_model = litert_torch.convert(wrapper, sample_kwargs={"image": sample})
+        raise_if_interrupted()  # litert-torch swallows a KeyboardInterrupt raised inside its converter callback
         if options.precision == "fp32":
             edge_model.export(str(tmp_path))
             return

@@ -1,18 +1,21 @@
-"""``python -m models``: list the registry, show one model in full, or convert a checkpoint to our layout."""
+"""``python -m models``: list the registry, show one model in full (``--json``: one JSON document), or
+convert a checkpoint to our layout."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mobilelat.cli import ArgumentParser, run_cli
+from mobilelat.console import Console, add_output_flags
+from mobilelat.errors import UsageError
+from mobilelat.paths import check_output_file
 from models import registry
 from models.complexity import count_macs, count_params
-from models.registry import UnknownModelError, create_model, list_models, model_spec
-from models.weights import CheckpointError
+from models.registry import create_model, list_models, model_spec
 
 
 def _measure(name: str) -> tuple[int, int]:
@@ -25,30 +28,47 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _record(name: str, params: int, macs: int) -> dict:
+    """One model for ``--json``: its spec fields, the measured counts at its own input size, the
+    checkpoints that load into it and its other names."""
+    spec = model_spec(name)
+    return {**spec.to_dict(), "measured_params": params, "measured_macs": macs,
+            "checkpoints": checkpoint_sources(spec.name), "also_named": registry.aliases_of(spec.name)}
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     names = list_models(args.pattern)
     if not names:
-        console.print(f"[red]no model matches {args.pattern!r}[/red]")
-        return 1
+        raise UsageError(f"no model matches {args.pattern!r}; patterns are shell-style, e.g. 'repvit_*' "
+                         f"(`python -m models list` shows all)")
     table = Table(title=f"mobilelat models ({len(names)})")
     for column in ("name", "params (M)", "GMACs", "input", "top-1", "published latency"):
         table.add_column(column, justify="left" if column in ("name", "input", "published latency") else "right")
-    with console.status("building models to count parameters and MACs...") as status:
+    records = []
+    with console.progress(len(names)) as progress:  # building every model takes a while
         for name in names:
-            status.update(f"counting {name}...")
+            progress.update(f"counting parameters and MACs of {name}")
             spec = model_spec(name)
             params, macs = _measure(name)
+            records.append(_record(name, params, macs))
             latency = (f"{spec.published_latency_ms:g} ms ({spec.published_latency_device})"
                        if spec.published_latency_ms else "-")
             table.add_row(name, f"{params / 1e6:.3f}", f"{macs / 1e9:.2f}",
                           "x".join(map(str, spec.input_size[1:])), _fmt(spec.top1, "{:.1f}"), latency)
-    console.print(table)
+            progress.advance()
+    if console.json_mode:
+        console.emit_json(records)
+    else:
+        console.print(table)
     return 0
 
 
 def cmd_info(args: argparse.Namespace, console: Console) -> int:
     spec = model_spec(args.name)
     params, macs = _measure(args.name)
+    if console.json_mode:
+        console.emit_json(_record(args.name, params, macs))
+        return 0
     table = Table(title=spec.name, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -80,7 +100,11 @@ def checkpoint_sources(name: str) -> list[str]:
 
 
 def cmd_convert(args: argparse.Namespace, console: Console) -> int:
-    loaded = registry.convert_weights(args.name, args.source, args.out)
+    check_output_file(args.out)  # before reading a checkpoint of hundreds of MB
+    try:
+        loaded = registry.convert_weights(args.name, args.source, args.out)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from error  # the source path: the user's to fix
     size_mb = Path(args.out).stat().st_size / 1e6
     name = registry.resolve_name(args.name, note=False)
     console.print(f"wrote {escape(str(args.out))} ({size_mb:.1f} MB): {name} in our layout, from the "
@@ -89,31 +113,40 @@ def cmd_convert(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models", description="Inspect the model registry.")
+COMMANDS = {"list": cmd_list, "info": cmd_info, "convert-weights": cmd_convert}
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m models", description="Inspect the model registry.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="table of registered models (params, GMACs, input, latency)")
     p_list.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'repvit_*'")
+    add_output_flags(p_list)
     p_info = sub.add_parser("info", help="one model in full: spec, figures, the checkpoints that load into it")
     p_info.add_argument("name")
+    add_output_flags(p_info)
     p_convert = sub.add_parser(
         "convert-weights", help="write a checkpoint (timm, official or ours) in our layout as safetensors, once",
         epilog="example: python -m models convert-weights repvit_m1 ~/.cache/huggingface/hub/"
                "models--timm--repvit_m1.dist_in1k --out repvit_m1.safetensors")
     p_convert.add_argument("name", help="registered model name (or timm's name for it)")
     p_convert.add_argument("source", help="checkpoint file (.pth/.bin/.safetensors) or hub snapshot folder")
-    p_convert.add_argument("--out", required=True, help="the safetensors file to write (written atomically)")
-    args = parser.parse_args(argv)
-    console = Console()
-    commands = {"list": cmd_list, "info": cmd_info, "convert-weights": cmd_convert}
-    try:
-        return commands[args.command](args, console)
-    except (UnknownModelError, FileNotFoundError, CheckpointError) as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-        return 2
-    except OSError as error:  # the output cannot be written
-        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-        return 2
+    p_convert.add_argument("--out", required=True, type=Path, help="the safetensors file to write (written atomically)")
+    add_output_flags(p_convert, json_flag=False)
+    return parser
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console.from_args(args, command=f"models-{args.command}")
+    with console.capture():
+        return COMMANDS[args.command](args, console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns its exit status (2: an unknown name, a pattern nothing matches, a checkpoint
+    that cannot be read or does not fit, an output that cannot be written)."""
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import reparam
+from mobilelat.errors import UsageError
 from models.spec import ModelSpec, Variant
 from models.weights import (Candidates, CheckpointLayout, LoadedCheckpoint, as_dtype, build_with_weights,
                             floating_dtype, read_checkpoint, save_our_layout)
@@ -41,7 +42,7 @@ _FAMILIES: tuple[str, ...] = ("repvit", "edgenext", "edgevit", "efficientmod", "
 _log = logging.getLogger("models.registry")
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UsageError, KeyError):
     """A model name that is not in the registry; the message lists the closest valid names."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; show the message as written
@@ -107,10 +108,33 @@ def _aliases() -> dict[str, str]:
                                     for family in _FAMILIES))
 
 
+def closest_names(name: str, families: Mapping[str, str], count: int = 5, cutoff: float = 0.45) -> list[str]:
+    """The registered names most like ``name``, best first, from ``families`` (name -> family).
+
+    A name is scored on its spelling and, as much, on its family: the first word of ``name``
+    against the candidate's family, so ``swin_tiny_patch4_window7_224`` suggests ``swin_tiny``
+    before ``vit_tiny_patch16``, which shares more letters but not the family; a name that begins
+    the other (``convnext_t``, ``convnext_tiny``) counts extra.
+    """
+    query = name.lower()
+    head = query.split("_", 1)[0]
+
+    def score(candidate: str) -> float:
+        spelling = difflib.SequenceMatcher(None, query, candidate).ratio()
+        family = difflib.SequenceMatcher(None, head, families[candidate]).ratio()
+        prefix = 0.2 if candidate.startswith(query) or query.startswith(candidate) else 0.0
+        return 0.6 * spelling + 0.4 * family + prefix
+
+    scored = sorted(((score(c), c) for c in families), key=lambda pair: -pair[0])
+    return [candidate for value, candidate in scored[:count] if value >= cutoff]
+
+
 def _entry(name: str) -> _Entry:
     index = _index()
     if name not in index:
-        close = difflib.get_close_matches(name, list(index) + list(_aliases()), n=5, cutoff=0.5)
+        families = {n: entry.family for n, entry in index.items()}
+        families.update({alias: index[target].family for alias, target in _aliases().items() if target in index})
+        close = closest_names(name, families)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(f"unknown model {name!r}.{hint} `python -m models list` shows all "
                                 f"{len(index)} registered names.")

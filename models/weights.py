@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 import reparam
+from mobilelat.errors import UsageError
 
 _log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ _HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 _NETWORK = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/|^hf-hub:|^hf_hub:")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError, RuntimeError):
     """A checkpoint that cannot be used: unreadable, not a checkpoint, of another model, or not fitting."""
 
 

@@ -2,13 +2,16 @@
 
 Subcommands are registered in :data:`SUBCOMMANDS` as ``(name, module)``. A subcommand module
 defines ``HELP`` (one line), ``add_arguments(parser)`` and ``main(args, console) -> int`` (the
-exit status); every subcommand also gets ``--db PATH`` (default ``results/latency.db``) as
-``args.db``. Adding a subcommand is one line here.
+exit status); ``console`` is a ``mobilelat.console.Console`` (``console.print`` writes a result on
+stdout, ``console.note`` and ``console.progress`` go to stderr). Every subcommand also gets
+``--db PATH`` (default ``results/latency.db``) as ``args.db`` and ``--verbose``. Adding a
+subcommand is one line here.
 
-Exit status 2 means the caller's mistake, printed as one line: a
-:class:`~profiling.errors.UsageError` (the CLI's own ``CliError`` included), a store that cannot
-be used (:class:`~profiling.store.StoreError`) or an unknown model name. Any other exception is a
-bug and keeps its traceback.
+The command runs in ``mobilelat.cli.run_cli``: exit status 2 means the caller's mistake, printed
+as one line (a ``UsageError`` of any package, the store's ``StoreError`` included: a damaged or
+newer database, an unknown run); 130 Ctrl-C; 141 a closed pipe (``show ... | head``). What
+runtimes print goes to a log file (``--verbose`` shows it). Any other exception is a bug and
+keeps its traceback.
 """
 from __future__ import annotations
 
@@ -17,15 +20,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from rich.console import Console
-
-from models import UnknownModelError
+from mobilelat.cli import ArgumentParser, run_cli
+from mobilelat.console import Console
 from profiling import importer
 from profiling.android import cli as android_cli
 from profiling.cli import compare, report, run, show
-from profiling.errors import UsageError
 from profiling.ios import cli as ios_cli
-from profiling.store import DEFAULT_DB, StoreError
+from profiling.store import DEFAULT_DB
 
 SUBCOMMANDS: list[tuple[str, ModuleType]] = [
     ("run", run),
@@ -39,10 +40,12 @@ SUBCOMMANDS: list[tuple[str, ModuleType]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m profiling",
-                                     description="Real-latency profiling: measure, store, show, report, compare.")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results database (default {DEFAULT_DB})")
+    parser = ArgumentParser(prog="python -m profiling",
+                            description="Real-latency profiling: measure, store, show, report, compare.")
+    common = ArgumentParser(add_help=False)
+    common.add_argument("--db", type=Path, default=DEFAULT_DB, help="results database")
+    common.add_argument("--verbose", action="store_true",
+                        help="show the runtimes' and converters' own output on stderr instead of logging it")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     for name, module in SUBCOMMANDS:
         sub = subparsers.add_parser(name, parents=[common], help=module.HELP, description=module.HELP)
@@ -51,17 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded with a run as the command that made it
-    # piped or captured output is not wrapped at 80 columns: the tables are wide
-    console = Console() if sys.stdout.isatty() else Console(width=200)
-    try:
+    console = Console.from_args(args, command=f"profiling-{args.command}")
+    with console.capture():
         return args._main(args, console)
-    except (UsageError, StoreError, UnknownModelError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns its exit status."""
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ def ensure_artifact(model: str, format_name: str, precision: str = "fp32", input
         if found is not None:
             return found, False
     network = models.create_model(model, weights=weights)
-    options = {"precision": precision}
+    # quiet: the caller shows its own progress; the manifest records where the weights came from
+    options = {"precision": precision, "quiet": True, "weights": None if weights is None else str(weights)}
     if input_size is not None:
         options["input_size"] = tuple(input_size)
     return EXPORTERS[format_name](network, spec, Path(artifacts_dir), **options), True

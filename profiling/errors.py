@@ -1,4 +1,7 @@
-"""The one error type that means "the caller asked for something profiling refuses".
+"""The error type that means "the caller asked for something profiling refuses".
+
+It derives from the one base of every package (``mobilelat.errors.UsageError``), and from
+``ValueError`` as it always has.
 
 :class:`UsageError` covers the project's own checks of what it is given: measurement settings,
 runner and tool options, a regression threshold, an empty selection for a report, an import file
@@ -9,6 +12,8 @@ bug and keeps its traceback.
 """
 from __future__ import annotations
 
+from mobilelat import errors
 
-class UsageError(ValueError):
+
+class UsageError(errors.UsageError, ValueError):
     """Invalid input from the caller (settings, options, a selection, a file); the message says what to do."""

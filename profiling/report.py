@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 import models
+from mobilelat.paths import output_dir
 from profiling.errors import UsageError
+from profiling.report_plots import latency_bars, scatter_panels, wrap_title
 from profiling.result import LatencyResult
 from profiling.stats import spearman
 
@@ -144,101 +146,142 @@ def fmt(value: float | int | None, pattern: str = "{:.3f}") -> str:
     return "-" if value is None or value != value else pattern.format(value)
 
 
+def setting_of(results: list[LatencyResult]) -> str:
+    """Runtimes with their versions and the devices, for a title: ``onnxruntime 1.22.0, torch 2.13.0 on AMD EPYC (host)``."""
+    runtimes = ", ".join(sorted({f"{r.runtime} {r.runtime_version or ''}".strip() for r in results}))
+    devices = ", ".join(sorted({f"{r.device.name} ({r.device.kind})" for r in results}))
+    return f"{runtimes} on {devices}"
+
+
+def parameter_form(grouped: dict[str, dict[str, LatencyResult]], facts: dict[str, ModelFacts]) -> str:
+    """Which form the parameter counts on the plot are of: the measured model's (deploy or training
+    form), or the paper's reference figure (training form) where the measurement carries none."""
+    forms = set()
+    for by_model in grouped.values():
+        for model, result in by_model.items():
+            if result.params:
+                forms.add({True: "deploy form", False: "training form"}.get(result.reparameterized, "form unknown"))
+            elif facts[model].params_m is not None:
+                forms.add("paper's figure, training form")
+    return ", ".join(sorted(forms)) or "none"
+
+
 def build_report(results: list[LatencyResult], out_dir: str | Path, title: str = "mobilelat latency report",
                  source: str = "") -> Path:
-    """Write ``report.md`` and its PNG plots into ``out_dir``; returns the markdown path."""
+    """Write ``report.md`` and its PNG plots into ``out_dir``; returns the markdown path.
+
+    ``out_dir`` is created if missing, and removed again if the report fails or is interrupted
+    before anything lands in it.
+    """
     if not results:
         raise UsageError("no measurements to report; run `python -m profiling run MODEL` first or widen the filters")
+    grouped = latest_per_configuration(results)
+    if not grouped:
+        raise UsageError("none of the selected measurements has a median latency to report")
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    grouped = latest_per_configuration(results)
-    if not grouped:
-        raise UsageError("none of the selected measurements has a median latency to report")
+    with output_dir(out_dir) as out_dir:
+        return _write_report(plt, results, grouped, out_dir, title, source)
+
+
+def _write_report(plt, results: list[LatencyResult], grouped: dict[str, dict[str, LatencyResult]], out_dir: Path,
+                  title: str, source: str) -> Path:
     model_order = list(dict.fromkeys(r.model for r in results))
     facts = {m: model_facts(m) for m in model_order}
     labels = sorted(grouped)
+    setting = setting_of([r for by_model in grouped.values() for r in by_model.values()])
     plots = {}
 
     def save(figure, name: str) -> None:
-        figure.tight_layout()
-        _write_atomic(out_dir / name, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+        _write_atomic(out_dir / name, lambda tmp: figure.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
         plt.close(figure)
         plots[name] = out_dir / name
 
     # 1. latency per model and configuration
-    figure, axis = plt.subplots(figsize=(max(6, 1.0 + 0.9 * len(model_order) * max(1, len(labels)) ** 0.5), 4.5))
-    width = 0.8 / len(labels)
-    for index, label in enumerate(labels):
-        xs, medians, low, high = [], [], [], []
-        for position, model in enumerate(model_order):
-            result = grouped[label].get(model)
-            if result is None:
-                continue
-            stats = result.stats
-            xs.append(position - 0.4 + width * (index + 0.5))
-            medians.append(stats.median_ms)
-            low.append(stats.median_ms - (stats.min_ms if stats.min_ms is not None else stats.median_ms))
-            high.append((stats.p90_ms if stats.p90_ms is not None else stats.median_ms) - stats.median_ms)
-        axis.bar(xs, medians, width=width, label=label, yerr=[low, high], capsize=2)
-    axis.set_xticks(range(len(model_order)), model_order, rotation=30, ha="right")
-    axis.set_ylabel("median latency (ms); whiskers min..p90")
-    axis.set_title("Latency per model and runtime")
-    axis.legend(fontsize="small")
-    save(figure, "latency_by_model.png")
+    series = {label: {m: (r.stats.min_ms if r.stats.min_ms is not None else r.stats.median_ms, r.stats.median_ms,
+                          r.stats.p90_ms if r.stats.p90_ms is not None else r.stats.median_ms)
+                      for m, r in grouped[label].items()} for label in labels}
+    save(latency_bars(plt, series, model_order, wrap_title("Median latency per model", setting)),
+         "latency_by_model.png")
 
     # 2-3. latency against GMACs and against parameters
     rho_rows = correlations(grouped, facts)
     rho_by_label = {row[0]: row for row in rho_rows}
+    form = parameter_form(grouped, facts)
     for name, getter, xlabel, rho_index in (("latency_vs_gmacs.png", macs_of, "GMACs", 2),
-                                            ("latency_vs_params.png", params_of, "parameters (M)", 3)):
-        figure, axis = plt.subplots(figsize=(6.5, 4.5))
-        for label in labels:
-            points = [(getter(r, facts[m]), r.stats.median_ms, m) for m, r in grouped[label].items()]
-            points = [p for p in points if p[0] is not None]
-            if not points:
-                continue
-            rho = rho_by_label[label][rho_index]
-            axis.scatter([p[0] for p in points], [p[1] for p in points],
-                         label=f"{label} (Spearman {fmt(rho, '{:+.2f}')})")
-            for x, y, model in points:
-                axis.annotate(model, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        axis.set_xlabel(xlabel)
-        axis.set_ylabel("median latency (ms)")
-        axis.set_title(f"Latency against {xlabel}")
-        axis.legend(fontsize="small")
-        save(figure, name)
+                                            ("latency_vs_params.png", params_of, f"parameters (M; {form})", 3)):
+        panels = {label: [(getter(r, facts[m]), r.stats.median_ms, m) for m, r in grouped[label].items()
+                          if getter(r, facts[m]) is not None] for label in labels}
+        titles = {label: f"{label}: Spearman {rho_by_label[label][rho_index]:+.2f}"
+                  if rho_by_label[label][rho_index] is not None
+                  else f"{label}: {len(grouped[label])} model(s), too few to rank" for label in labels}
+        save(scatter_panels(plt, panels, titles, xlabel, "median latency (ms)",
+                            wrap_title(f"Median latency against {xlabel}", setting)), name)
 
     # 4. published accuracy against measured latency, with the Pareto front
     fronts = {}
-    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    panels = {}
     for label in labels:
         points = [(m, r.stats.median_ms, facts[m].top1) for m, r in grouped[label].items() if facts[m].top1]
-        if not points:
-            continue
-        front = pareto_front(points)
-        fronts[label] = front
-        scatter = axis.scatter([p[1] for p in points], [p[2] for p in points], label=label)
-        axis.plot([p[1] for p in front], [p[2] for p in front], linestyle="--", color=scatter.get_facecolor()[0])
-        for model, x, y in points:
-            axis.annotate(model, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
-    axis.set_xlabel("median latency (ms)")
-    axis.set_ylabel("published ImageNet-1k top-1 (%)")
-    axis.set_title("Accuracy against latency (dashed: Pareto front)")
-    if fronts:
-        axis.legend(fontsize="small")
-    else:
-        axis.text(0.5, 0.5, "no model with a published top-1", ha="center", transform=axis.transAxes)
-    save(figure, "top1_vs_latency.png")
+        if points:
+            fronts[label] = pareto_front(points)
+            panels[label] = [(latency, top1, m) for m, latency, top1 in points]
+    save(scatter_panels(plt, panels, {label: label for label in panels}, "median latency (ms)",
+                        "published ImageNet-1k top-1 (%)",
+                        wrap_title("Published top-1 against measured latency (dashed: Pareto front)", setting),
+                        fronts={label: [(lat, acc) for _, lat, acc in front] for label, front in fronts.items()}),
+         "top1_vs_latency.png")
 
     markdown = _markdown(title, source, results, grouped, labels, model_order, facts, rho_rows, fronts, plots)
     report_path = out_dir / "report.md"
     _write_atomic(report_path, lambda tmp: tmp.write_text(markdown))
     return report_path
+
+
+def weights_of(result: LatencyResult) -> str:
+    """``random`` (random initialization), the checkpoint's file name, or ``unknown`` (recorded before
+    mobilelat kept it, or imported without it)."""
+    if "weights" not in result.extra or result.extra["weights"] == "unknown":
+        return "unknown"
+    weights = result.extra["weights"]
+    return "random" if weights is None else Path(str(weights)).name
+
+
+def load_of(result: LatencyResult) -> str:
+    """The 1-minute load average before and after the measurement, ``0.52 -> 1.10``, or ``-``."""
+    load = result.extra.get("load_avg") or {}
+    before, after = load.get("before"), load.get("after")
+    if not before or not after:
+        return "-"
+    return f"{before[0]:.2f} -> {after[0]:.2f}"
+
+
+def _values(results: list[LatencyResult], describe: Callable[[LatencyResult], str]) -> str:
+    return ", ".join(sorted({describe(r) for r in results}))
+
+
+def setup_section(grouped: dict[str, dict[str, LatencyResult]], labels: list[str]) -> list[str]:
+    """Per configuration: runtime and version, input resolution, weights, device, machine load."""
+    lines = ["## Setup", "",
+             "What each configuration ran: runtime version, input resolution, whether the weights were random "
+             "(latency does not depend on them, accuracy does), and the 1-minute load average before -> after each "
+             "measurement (above the core count the result is flagged unstable).", "",
+             "| configuration | runtime | input | weights | device | load (1 min), lowest to highest | flagged by load |",
+             "|---|---|---|---|---|---|---:|"]
+    for label in labels:
+        rows = list(grouped[label].values())
+        loaded = sum(any(reason.startswith("machine load") for reason in r.stats.unstable_reasons) for r in rows)
+        readings = [reading[0] for r in rows for reading in ((r.extra.get("load_avg") or {}).get("before"),
+                                                              (r.extra.get("load_avg") or {}).get("after")) if reading]
+        load = f"{min(readings):.2f} to {max(readings):.2f}" if readings else "-"
+        lines.append(
+            f"| {label} | {_values(rows, lambda r: f'{r.runtime} {r.runtime_version or chr(63)}')} "
+            f"| {_values(rows, lambda r: 'x'.join(map(str, r.input_shape)))} | {_values(rows, weights_of)} "
+            f"| {_values(rows, lambda r: r.device.name)} | {load} | {loaded} of {len(rows)} |")
+    return lines + [""]
 
 
 def _markdown(title: str, source: str, results: list[LatencyResult], grouped: dict[str, dict[str, LatencyResult]],
@@ -256,10 +299,11 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
               f"- devices: {'; '.join(devices)}", f"- runs: {', '.join(runs) or '-'}",
               f"- commits: {', '.join(commits) or '-'}",
               "- headline figure: median of every timed iteration; trimmed = mean of per-round 10%-trimmed means", ""]
+    lines += setup_section(grouped, labels)
 
     lines += ["## Latency per model and runtime", "", "![latency per model](latency_by_model.png)", "",
-              "| model | configuration | median ms | trimmed ms | p90 ms | cv | runs | stable | delegation |",
-              "|---|---|---:|---:|---:|---:|---:|---|---|"]
+              "| model | configuration | median ms | trimmed ms | p90 ms | cv | runs | load (1 min) | stable | delegation |",
+              "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
     partial = 0
     for model in model_order:
         for label in labels:
@@ -271,7 +315,7 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
             delegation = delegation_note(result)
             partial += delegation.startswith(("PARTIAL", "NO "))
             lines.append(f"| {model} | {label} | {fmt(s.median_ms)} | {fmt(s.trimmed_mean_ms)} | "
-                         f"{fmt(s.p90_ms)} | {fmt(s.cv)} | {s.count} | {stable} | {delegation} |")
+                         f"{fmt(s.p90_ms)} | {fmt(s.cv)} | {s.count} | {load_of(result)} | {stable} | {delegation} |")
     if partial:
         lines += ["", f"**{partial} row(s) were not fully delegated**: the delegate named in the configuration took "
                       "only part of the graph (or none of it) and the rest ran on the CPU, so those figures are not "

@@ -15,6 +15,11 @@ short can be finished later; a measurement and its job's "done" land in one tran
 Imported measurements carry a content key (``measurements.import_key``, unique), so importing
 the same records twice stores them once.
 
+Damage: every open runs ``PRAGMA quick_check`` (milliseconds for a results file) and refuses a
+damaged file with one line saying what to do, and a read that meets a damaged page raises
+``StoreError`` too, so a corrupt file is never shown as an empty one, and a command that has
+measured something keeps it elsewhere (``profiling.sidecar``) instead of losing it.
+
 Concurrency: the database runs in WAL mode with a busy timeout; every write is one
 ``BEGIN IMMEDIATE`` transaction, retried with jittered back-off while another process holds the
 write lock. A row appears whole or not at all, and two processes writing at once lose nothing.
@@ -39,6 +44,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
+from mobilelat.errors import UsageError
 from profiling.result import DeviceInfo, LatencyResult, new_run_id, utc_now
 from profiling.stats import LatencyStats
 
@@ -164,8 +170,8 @@ def _ensure_runs(connection: sqlite3.Connection, results: list[LatencyResult]) -
                                                    first.device.name))
 
 
-class StoreError(RuntimeError):
-    """The database cannot be used as asked (newer schema, locked for too long, bad filter)."""
+class StoreError(UsageError, RuntimeError):
+    """The database cannot be used as asked (newer schema, damaged, locked for too long, bad filter)."""
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -277,6 +283,7 @@ class Store:
             raise StoreError(f"cannot open results database {self.path}: {error}") from error
         self._connection.row_factory = sqlite3.Row
         try:
+            self._check_integrity(self._connection)  # a damaged file is refused before anything else
             # look before touching: a foreign or newer file must leave here exactly as it came
             _refuse_unless_ours(self.path, *self._retry(lambda: _contents(self._connection)))
             self._retry(lambda: self._connection.execute("PRAGMA journal_mode=WAL").fetchone())
@@ -299,6 +306,11 @@ class Store:
         uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
         try:
             connection = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+            try:
+                self._check_integrity(connection)  # a damaged file is never read as a short or empty one
+            except BaseException:
+                connection.close()
+                raise
             version, tables = _contents(connection)
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{self.path} is not a mobilelat results database ({error}); "
@@ -321,6 +333,27 @@ class Store:
         return connection
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    def _check_integrity(self, connection: sqlite3.Connection) -> None:
+        """``PRAGMA quick_check``: a damaged file is refused before anything is read from or written to it."""
+        rows = [row[0] for row in self._retry(lambda: connection.execute("PRAGMA quick_check").fetchall())]
+        if rows != ["ok"]:  # each row may hold several lines, the first naming the database
+            problems = [line for row in rows for line in str(row).splitlines() if not line.startswith("***")]
+            more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+            raise StoreError(self._damaged(f"quick_check: {problems[0] if problems else rows[0]}{more}"))
+
+    def _damaged(self, detail: str) -> str:
+        return (f"results database {self.path} is damaged ({detail}); move it aside and measure into a new --db "
+                f"(`sqlite3 {self.path} .recover` may rescue its rows)")
+
+    def _read(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
+        """Rows of a query; a damaged page is a ``StoreError``, never a silently short answer."""
+        try:
+            return self._connection.execute(sql, list(params)).fetchall()
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+                raise
+            raise StoreError(self._damaged(str(error))) from error
 
     def _retry(self, operation: Callable[[], T]) -> T:
         """Run ``operation``, retrying with jittered back-off while the database is busy."""
@@ -353,7 +386,12 @@ class Store:
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
                 raise
-        return self._retry(attempt)
+        try:
+            return self._retry(attempt)
+        except (sqlite3.DatabaseError, sqlite3.OperationalError) as error:
+            if type(error) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
+                raise  # an IntegrityError or ProgrammingError is ours to fix
+            raise StoreError(f"cannot write to results database {self.path}: {error}") from error
 
     def close(self) -> None:
         self._connection.close()
@@ -478,22 +516,36 @@ class Store:
         sql += " ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_row_to_result(row) for row in self._connection.execute(sql, params).fetchall()]
+        return [_row_to_result(row) for row in self._read(sql, params)]
 
     def count(self) -> int:
-        return self._connection.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+        return self._read("SELECT COUNT(*) FROM measurements")[0][0]
+
+    def distinct(self, column: str) -> list[str]:
+        """The distinct values a ``query`` filter (``model``, ``runtime``, ``device``, ...) can match here."""
+        if column not in _FILTERS:
+            raise StoreError(f"unknown filter {column!r}; known: {sorted(_FILTERS)}")
+        return [row[0] for row in self._read(f"SELECT DISTINCT {_FILTERS[column]} FROM measurements "
+                                             f"WHERE {_FILTERS[column]} IS NOT NULL ORDER BY 1")]
 
     def runs(self) -> list[dict]:
         """Every run, oldest first, with how many measurements it holds."""
-        rows = self._connection.execute(
+        rows = self._read(
             "SELECT r.*, (SELECT COUNT(*) FROM measurements m WHERE m.run_id = r.run_id) AS measurements "
-            "FROM runs r ORDER BY r.started_at, r.rowid").fetchall()
+            "FROM runs r ORDER BY r.started_at, r.rowid")
         return [dict(row) for row in rows]
+
+    def discard_run_if_empty(self, run_id: str) -> bool:
+        """Delete the run row of ``run_id`` if no measurement belongs to it (an interrupted or failed
+        sweep leaves no empty run behind); returns whether it was deleted."""
+        return self._write(lambda c: c.execute(
+            "DELETE FROM runs WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM measurements m WHERE m.run_id = ?)",
+            (run_id, run_id)).rowcount) > 0
 
     def jobs(self, run_id: str) -> list[dict]:
         """The planned jobs of a run in plan order: job_key, spec (dict), status, detail, measurement_id."""
-        rows = self._connection.execute("SELECT job_key, spec, status, detail, measurement_id, updated_at FROM jobs "
-                                        "WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+        rows = self._read("SELECT job_key, spec, status, detail, measurement_id, updated_at FROM jobs "
+                          "WHERE run_id = ? ORDER BY rowid", (run_id,))
         return [dict(row) | {"spec": json.loads(row["spec"])} for row in rows]
 
     def find_run(self, reference: str) -> dict:

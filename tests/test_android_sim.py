@@ -310,16 +310,16 @@ def test_cli_android_end_to_end(phone, tiny_models, capsys):
 def test_cli_android_errors(phone, tiny_models, monkeypatch, capsys):
     base = ["android", str(tiny_models["tflite"]), "--db", str(phone / "e.db")]
     assert cli(base) == 2
-    assert "--binary PATH" in capsys.readouterr().out
+    assert "--binary PATH" in capsys.readouterr().err  # usage errors: one line on stderr
     assert cli(base + ["--apk", "--pin-big-cores"]) == 2
-    assert "taskset" in capsys.readouterr().out
+    assert "taskset" in capsys.readouterr().err
     assert cli(["android", "repvit_m0_9", "--formats", "onnx", "--db", str(phone / "e.db")]) == 2
-    assert "--ort-binary" in capsys.readouterr().out
+    assert "--ort-binary" in capsys.readouterr().err
     assert cli(["android", str(tiny_models["onnx"]), "--db", str(phone / "e.db")]) == 2  # an .onnx file is an onnx job
-    assert "--ort-binary" in capsys.readouterr().out
+    assert "--ort-binary" in capsys.readouterr().err
     monkeypatch.setenv("ADB_SIM_FAULT", "unauthorized")
     assert cli(base + ["--binary", str(phone / "bin" / "benchmark_model")]) == 2
-    assert "unauthorized" in capsys.readouterr().out
+    assert "unauthorized" in capsys.readouterr().err
     monkeypatch.setenv("ADB_SIM_FAULT", "garbage")
     assert cli(base + ["--binary", str(phone / "bin" / "benchmark_model")]) == 1  # the job failed, reported
     assert "could not read benchmark_model's result" in capsys.readouterr().out

@@ -78,7 +78,7 @@ def test_cli_end_to_end(cli_export):
     assert {c["reference"] for c in artifact.parity["comparisons"]} == {"deploy", "training"}
     assert artifact.tool_versions["coremltools"] == ct.__version__
     assert artifact.size_bytes > 1_000_000 and len(artifact.sha256) == 64
-    assert "repvit_m0_6 -> coreml (fp16)" in result.stderr  # the one-screen summary
+    assert "repvit_m0_6 -> coreml (fp16)" in result.stdout  # the one-screen summary, on stdout
     # the command quiets coremltools' per-pass progress bars (TQDM_DISABLE before torch imports tqdm)
     assert "Running MIL" not in result.stderr and "Converting PyTorch Frontend" not in result.stderr
 

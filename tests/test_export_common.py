@@ -33,6 +33,7 @@ pytestmark = pytest.mark.fast
 
 MODEL = "repvit_m0_6"
 SIZE = (64, 64)  # small input: the wrapper, not the model, is under test
+STEM = f"{MODEL}_64x64"  # a size other than the model's own is in the file name
 
 
 def _save(model, spec, tmp_path, options):
@@ -107,7 +108,7 @@ def test_export_writes_artifact_and_complete_manifest(torchsave, model_and_spec,
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
-    assert artifact.path == tmp_path / MODEL / f"{MODEL}.pt" and artifact.path.is_file()
+    assert artifact.path == tmp_path / MODEL / f"{STEM}.pt" and artifact.path.is_file()
     manifest = json.loads(artifact.manifest_path.read_text())
     expected_fields = {"path", "model", "format", "precision", "input_name", "input_shape", "input_layout",
                        "output_name", "mean", "std", "params", "macs", "reparameterized", "sha256", "size_bytes",
@@ -153,9 +154,9 @@ def test_forced_parity_failure_leaves_nothing(torchsave, model_and_spec, tmp_pat
     assert worst.where == [0, 7]  # where the perturbation went
     assert worst.max_abs_error == pytest.approx(0.5, abs=1e-3)
     assert "max_abs" in str(raised.value) and "FAIL" in str(raised.value)
-    final = artifact_path(tmp_path, MODEL, "torchsave", "fp32")
+    final = artifact_path(tmp_path, MODEL, "torchsave", "fp32", SIZE)
     assert not final.exists() and not final.with_name(final.name + ".manifest.json").exists()
-    assert _leftovers(final.parent) == []
+    assert not final.parent.exists()  # no temporary left, and the folder made for it is gone too
 
 
 def test_failed_export_keeps_previous_artifact(torchsave, model_and_spec, tmp_path):
@@ -174,7 +175,7 @@ def test_zero_tolerance_fails_on_the_training_reference(torchsave, model_and_spe
         export_model(torchsave(), model, spec, tmp_path, options)
     failed = {c.reference for c in raised.value.report.comparisons if not c.passed}
     assert failed == {"training"}  # folding BN changes rounding: exact equality holds only vs deploy
-    assert not artifact_path(tmp_path, MODEL, "torchsave", "fp32").exists()
+    assert not artifact_path(tmp_path, MODEL, "torchsave", "fp32", SIZE).exists()
 
 
 def test_converter_failure_names_format_and_op(torchsave, model_and_spec, tmp_path):
@@ -189,7 +190,7 @@ def test_converter_failure_names_format_and_op(torchsave, model_and_spec, tmp_pa
     assert raised.value.format == "torchsave"
     assert raised.value.failing == "aten::_native_multi_head_attention"
     assert "what to try" in str(raised.value)
-    assert _leftovers(tmp_path / MODEL) == []
+    assert list(tmp_path.iterdir()) == []  # the partial file and the folder made for it are gone
 
 
 def test_converter_writing_nothing_is_an_error(torchsave, model_and_spec, tmp_path):
@@ -208,7 +209,7 @@ def test_paths_the_handler_names_are_removed(torchsave, model_and_spec, tmp_path
         side.mkdir()
         (side / "weights.bin").write_bytes(b"partial")
 
-    expected = [f"{MODEL}.pt", f"{MODEL}.pt.manifest.json"]
+    expected = [f"{STEM}.pt", f"{STEM}.pt.manifest.json"]
     options = ExportOptions(input_size=SIZE, quiet=True)
     export_model(torchsave(convert=with_side_package), model, spec, tmp_path, options)
     assert sorted(p.name for p in (tmp_path / MODEL).iterdir()) == expected
@@ -266,7 +267,7 @@ def test_each_format_has_its_options_and_one_handler():
         "onnx": "fp32", "coreml": "fp16", "tflite": "fp32"}
     common = {f.name for f in dataclasses.fields(ExportOptions)}
     assert common == {"precision", "input_size", "reparameterize", "parity_inputs", "parity_seed", "tolerance",
-                      "quiet"}
+                      "quiet", "weights"}
     for cap in CAPABILITIES.values():  # every field says what it is for
         assert all(f.metadata["help"] for f in dataclasses.fields(cap.options_class))
 
@@ -282,6 +283,9 @@ def test_artifact_naming():
     assert artifact_path("a", "m", "tflite", "int8_full").as_posix() == "a/m/m_int8_full.tflite"
     assert artifact_path("a", "m", "coreml", "fp16").as_posix() == "a/m/m.mlpackage"
     assert artifact_path("a", "m", "coreml", "fp32").as_posix() == "a/m/m_fp32.mlpackage"
+    # a size other than the model's own is in the name: --input-size 160 never replaces the 224 file
+    assert artifact_path("a", "m", "onnx", "fp32", (160, 192)).as_posix() == "a/m/m_160x192.onnx"
+    assert artifact_path("a", "m", "tflite", "int8_full", (64, 64)).as_posix() == "a/m/m_int8_full_64x64.tflite"
 
 
 def test_directory_hash_covers_names_and_contents(tmp_path):

@@ -124,7 +124,7 @@ def test_cli_import_and_dry_run(tmp_path, capsys):
     assert "2 valid record(s); nothing written" in capsys.readouterr().out
     assert not db.exists()  # validation only: the store was never opened
     assert main(["import", str(bad), "--db", str(db)]) == 2
-    assert "row 1, field format" in capsys.readouterr().out
+    assert "row 1, field format" in capsys.readouterr().err  # usage errors: stderr
     assert main(["import", str(good), "--db", str(db)]) == 0
     with Store(db) as store:
         assert store.count() == 2
@@ -186,7 +186,7 @@ def test_a_refused_file_leaves_no_empty_run(tmp_path, capsys):
     path, db = tmp_path / "huge.json", tmp_path / "db.sqlite"
     path.write_text(json.dumps([iphone_record(samples_ms=None, median_ms=2.0, runs=10**20)]))
     assert main(["import", str(path), "--db", str(db)]) == 2
-    assert "field runs" in capsys.readouterr().out
+    assert "field runs" in capsys.readouterr().err  # a usage error: stderr
     if db.exists():
         with Store(db) as store:
             assert store.runs() == [] and store.count() == 0

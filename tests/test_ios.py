@@ -45,9 +45,9 @@ def test_refuses_off_macos(tmp_path, capsys):
     with pytest.raises(AppleToolsUnavailable, match="Core ML runs only on macOS"):
         require_macos(for_phone=False)
     assert main(["ios", "repvit_m0_9", "--mac", "--db", str(tmp_path / "db")]) == 2
-    assert "Core ML runs only on macOS" in capsys.readouterr().out
+    assert "Core ML runs only on macOS" in capsys.readouterr().err  # usage errors: stderr
     assert main(["ios", "--list", "--db", str(tmp_path / "db")]) == 2
-    assert "needs macOS with Xcode" in capsys.readouterr().out
+    assert "needs macOS with Xcode" in capsys.readouterr().err
 
 
 @pytest.mark.fast
@@ -232,7 +232,9 @@ def ios(tmp_path, *args) -> int:
 
 
 def printed(capsys) -> str:
-    return " ".join(capsys.readouterr().out.split())
+    """What the command said: results on stdout, its one-line usage errors on stderr."""
+    captured = capsys.readouterr()
+    return " ".join((captured.out + captured.err).split())
 
 
 @pytest.mark.fast

@@ -173,7 +173,7 @@ def test_cli_info_and_list():
     assert out.returncode == 0, out.stderr
     assert "5.485" in out.stdout and "0.8" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "models", "info", "repvit_m7"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "unknown model" in bad.stdout
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown model") and bad.stdout == ""
 
 
 # --------------------------------------------------------------- blocks shared by several families

@@ -15,7 +15,7 @@ import pytest
 from export.artifact import git_commit
 from profiling.__main__ import build_parser, main as cli
 from profiling.artifacts import find_artifact
-from profiling.cli.common import CliError, input_size
+from profiling.cli.common import CliError
 from profiling.cli.run import CONFIGURATIONS, plan_jobs
 from profiling.result import host_device
 from profiling.runners import RUNNERS
@@ -97,14 +97,15 @@ def test_a_tampered_artifact_is_not_reused(artifacts_dir, tmp_path):
 ])
 def test_user_errors_exit_2_with_a_message(argv, message, tmp_path, capsys):
     assert cli([*argv, "--db", str(tmp_path / "missing.db")]) == 2
-    assert message in capsys.readouterr().out.replace("\n", " ")
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and message in captured.err and captured.out == ""
 
 
 @pytest.mark.fast
 @pytest.mark.skipif(sys.platform == "darwin", reason="checks the non-macOS refusal")
 def test_coreml_on_linux_is_refused_before_any_work(tmp_path, capsys):
     assert cli(["run", "repvit_m0_6", "--formats", "coreml", "--db", str(tmp_path / "r.db")]) == 2
-    assert "needs macOS" in capsys.readouterr().out
+    assert "needs macOS" in capsys.readouterr().err
     assert not (tmp_path / "r.db").exists()
 
 
@@ -138,17 +139,18 @@ def test_end_to_end_export_measure_report(tmp_path):
 
 
 @pytest.mark.fast
-@pytest.mark.parametrize("tokens,expected", [(["256"], (256, 256)), (["256", "320"], (256, 320)),
-                                             (["256x320"], (256, 320)), (["256X320"], (256, 320)), (None, None)])
-def test_input_size_takes_the_export_clis_forms_too(tokens, expected):
-    assert input_size(tokens) == expected
+@pytest.mark.parametrize("text,expected", [("256", (256, 256)), ("256x320", (256, 320)), ("256X320", (256, 320))])
+def test_input_size_takes_the_export_clis_forms(text, expected):
+    assert _run_args("repvit_m0_6", "--input-size", text).input_size == expected
 
 
 @pytest.mark.fast
-@pytest.mark.parametrize("tokens", [["abc"], ["4"], ["256", "320", "3"], ["x"], ["256x320x3"]])
-def test_bad_input_size_says_what_it_takes(tokens):
-    with pytest.raises(CliError, match="--input-size takes H, H W or HxW"):
-        input_size(tokens)
+@pytest.mark.parametrize("text", ["abc", "4", "x", "256x320x3", "224x", "100000"])
+def test_bad_input_size_is_one_line_exit_2(text, capsys):
+    assert cli(["run", "repvit_m0_6", "--input-size", text]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --input-size: ") and "N or HxW" in err or "32 to 4096" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def _run_args(*argv: str):
@@ -174,12 +176,13 @@ def test_jobs_are_planned_through_the_runner_table():
 
 @pytest.mark.fast
 def test_a_bug_inside_a_runner_is_a_failed_job_not_a_usage_error(artifacts_dir, tmp_path, monkeypatch, capsys):
-    def broken_measure(artifact, settings, options):
+    def broken_measure(artifact, settings, options, progress=None):
         raise ValueError("index out of range in the runtime binding")
 
     monkeypatch.setitem(RUNNERS, "onnx", dataclasses.replace(RUNNERS["onnx"], measure=broken_measure))
     code = cli(["run", "repvit_m0_6", "--formats", "onnx", "--input-size", "32", "--artifacts", str(artifacts_dir),
                 "--db", str(tmp_path / "r.db"), *QUICK])
-    output = capsys.readouterr().out
-    assert code == 1, output  # the sweep reports the job as failed (2 would blame the user's command)
-    assert "failed repvit_m0_6 onnx 1t: ValueError: index out of range" in output
+    captured = capsys.readouterr()
+    assert code == 1, captured  # the sweep reports the job as failed (2 would blame the user's command)
+    assert "failed repvit_m0_6 onnx 1t: ValueError: index out of range" in captured.err
+    assert "1 of 1 job(s) failed: repvit_m0_6 onnx 1t (ValueError)" in captured.out

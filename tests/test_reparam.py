@@ -265,13 +265,13 @@ def test_cli_saves_a_deploy_checkpoint_that_loads_again(tmp_path):
 
 def test_cli_rejects_bad_input_clearly(tmp_path):
     unknown = _cli("repvit_m9")
-    assert unknown.returncode == 2 and "repvit_m" in unknown.stdout
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: ") and "repvit_m" in unknown.stderr
     torch.save({"nonsense": torch.zeros(1)}, tmp_path / "bad.pth")
     mismatch = _cli("repvit_m0_6", "--weights", str(tmp_path / "bad.pth"), "--out", str(tmp_path / "x.pt"))
-    assert mismatch.returncode == 2 and "unexpected" in mismatch.stdout.lower()
+    assert mismatch.returncode == 2 and "unexpected" in mismatch.stderr.lower()
     assert not (tmp_path / "x.pt").exists()
     missing = _cli("repvit_m0_6", "--weights", str(tmp_path / "absent.pth"))
-    assert missing.returncode == 2 and "absent.pth" in missing.stdout
+    assert missing.returncode == 2 and "absent.pth" in missing.stderr
 
 
 def test_cli_writes_nothing_when_the_check_fails(tmp_path, monkeypatch, capsys):

@@ -112,7 +112,7 @@ def test_compare_cli_exit_codes(two_runs, capsys):
     assert cli(["compare", "base", "latest", "--db", str(db)]) == 3  # latest = disjoint (inserted last)
     capsys.readouterr()
     assert cli(["compare", "base", "faster", "--db", str(db), "--threshold", "0.9"]) == 2
-    assert "regression threshold is a slowdown ratio >= 1" in capsys.readouterr().out
+    assert "regression threshold is a slowdown ratio >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("module, helper, argv", [

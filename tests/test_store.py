@@ -249,7 +249,7 @@ def test_reading_commands_leave_foreign_and_newer_files_untouched(tmp_path, caps
     before = _snapshot(path)
     argv = [str(tmp_path / "out") if part == "OUT" else part for part in command]
     assert cli([*argv, "--db", str(path)]) == 2
-    assert said in " ".join(capsys.readouterr().out.split())
+    assert said in " ".join(capsys.readouterr().err.split())  # a usage error: one line on stderr
     assert _snapshot(path) == before
     assert not Path(str(path) + "-wal").exists()
 

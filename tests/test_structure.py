@@ -6,6 +6,8 @@
   hides the cycle). In ``models/`` and ``reparam/`` the one dynamic import is the registry's,
   of a family file by name.
 * ``reparam`` sits under ``models``: only its CLI (``reparam/__main__.py``) imports ``models``.
+* ``mobilelat`` (the command lines' shared errors, console and sizes) sits under everything: it
+  imports no other package of the project.
 * One home per shared block: ``drop_path``, ``LayerNorm2d``, ``Mlp`` and ``ConvBNAct`` are defined
   in ``models/layers.py`` only, and no two functions or classes in ``models/`` and ``reparam/``
   have the same code under different names.
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "reparam", "export", "profiling")
+PACKAGES = ("mobilelat", "models", "reparam", "export", "profiling")
 SHARED_BLOCKS = {"drop_path", "_drop_path", "LayerNorm2d", "Mlp", "AttMlp", "ConvBNAct"}
 SHARED_HOME = "models/layers.py"
 
@@ -210,6 +212,18 @@ def test_reparam_sits_under_models() -> None:
     assert not upward, upward
     # ... and models builds on it at module level (the hooks call reparam.fuse directly)
     assert any(_in_package(target, "reparam") for target in GRAPH["models.layers"])
+
+
+@pytest.mark.fast
+def test_mobilelat_sits_under_every_package() -> None:
+    upward = [f"{module} imports {target}" for module in FILES if _in_package(module, "mobilelat")
+              for site in import_sites(module, FILES) for target in site.targets
+              if not _in_package(target, "mobilelat")]
+    assert not upward, upward
+    # ... and every package's command line builds on it
+    for package in ("models", "reparam", "export", "profiling"):
+        assert any(_in_package(target, "mobilelat") for module in FILES if _in_package(module, package)
+                   for target in GRAPH[module]), package
 
 
 # -------------------------------------------------------------------------- one home per block

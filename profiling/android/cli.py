@@ -36,7 +36,7 @@ from profiling.android.runner import (BenchmarkOptions, DelegationError, PhoneRu
                                       run_ort_perf_test, to_latency_result)
 from profiling.android.thermal import ThermalSettings
 from profiling.artifacts import DEFAULT_ARTIFACTS, ensure_artifact
-from profiling.cli.common import (INPUT_SIZE_HELP, CliError, input_size, results_table, split_ints, split_list,
+from profiling.cli.common import (CliError, add_input_size_argument, results_table, split_ints, split_list,
                                   start_run)
 from profiling.result import LatencyResult
 from profiling.store import Store
@@ -129,7 +129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     thermal.add_argument("--max-rise", type=float, default=5.0,
                          help="flag a run whose temperature rose by more than this many degrees (default 5)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="artifact precision")
-    parser.add_argument("--input-size", nargs="+", metavar="PIXELS", help=INPUT_SIZE_HELP)
+    add_input_size_argument(parser)
     parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="where artifacts are found/exported")
     parser.add_argument("--label", default="", help="a note stored with the run")
 
@@ -143,7 +143,7 @@ def _sweep(args: argparse.Namespace, first_threads: int) -> Sweep:
                                timeout_s=args.timeout, require_full_delegation=args.require_full_delegation)
     thermal = ThermalSettings(cooldown_target_c=args.cooldown_target, cooldown_max_wait_s=args.cooldown_max_wait,
                               max_rise_c=args.max_rise)
-    size = input_size(args.input_size)
+    size = args.input_size  # (height, width), parsed by the one size parser
     return Sweep(options={k: v for k, v in asdict(options).items() if k != "num_threads"}, thermal=asdict(thermal),
                  binary=None if args.binary is None else str(args.binary),
                  binary_dir=None if args.binary_dir is None else str(args.binary_dir), apk=args.apk,

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from export.artifact import git_commit
+from mobilelat.sizes import input_size_type
 from profiling.errors import UsageError
 from profiling.report import fmt
 from profiling.result import LatencyResult, host_device
@@ -111,17 +112,9 @@ def flat_record(result: LatencyResult) -> dict:
     }
 
 
-INPUT_SIZE_HELP = "input size: H, H W, or HxW as the export CLIs take it (each >= 8)"
+INPUT_SIZE_HELP = "input size, N or HxW in pixels (32 to 4096), as every mobilelat command takes it"
 
 
-def input_size(tokens: list[str] | None) -> tuple[int, int] | None:
-    """``--input-size`` as (height, width) from ``256``, ``256 320`` or ``256x320``; None when absent."""
-    if not tokens:
-        return None
-    try:
-        values = [int(part) for token in tokens for part in token.lower().split("x") if part.strip()]
-    except ValueError:
-        raise CliError(f"--input-size takes H, H W or HxW in pixels, got {' '.join(tokens)!r}") from None
-    if not values or len(values) > 2 or min(values) < 8:
-        raise CliError(f"--input-size takes H, H W or HxW (each >= 8), got {' '.join(tokens)!r}")
-    return values[0], values[-1]
+def add_input_size_argument(parser: argparse.ArgumentParser) -> None:
+    """``--input-size`` parsed by the one parser every command uses (``mobilelat.sizes``): (height, width)."""
+    parser.add_argument("--input-size", type=input_size_type, metavar="HxW", help=INPUT_SIZE_HELP)

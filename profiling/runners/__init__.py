@@ -25,6 +25,7 @@ class HostRunner:
     """One host runtime as a job sees it: what it measures and how it is called."""
 
     format: str  # what a job names in --formats: an artifact format, or "torch" (an eager registry model)
+    runtime: str  # the runtime name its results carry (``LatencyResult.runtime``)
     measure: Callable[..., LatencyResult]  # (Artifact or registry name, MeasureSettings, options) -> result
     takes_artifact: bool = True  # False: measure() takes a registry model name, nothing is exported
     takes_threads: bool = True  # False: the runtime takes no thread count (one job per configuration)
@@ -32,8 +33,8 @@ class HostRunner:
 
 # format -> runner, in the order --formats lists them
 RUNNERS: dict[str, HostRunner] = {runner.format: runner for runner in (
-    HostRunner("onnx", onnxruntime.measure),
-    HostRunner("tflite", litert.measure),
-    HostRunner("coreml", coreml.measure, takes_threads=False),
-    HostRunner("torch", torch_eager.measure, takes_artifact=False),
+    HostRunner("onnx", "onnxruntime", onnxruntime.measure),
+    HostRunner("tflite", "litert", litert.measure),
+    HostRunner("coreml", "coreml", coreml.measure, takes_threads=False),
+    HostRunner("torch", "torch", torch_eager.measure, takes_artifact=False),
 )}
