@@ -57,8 +57,10 @@ def android(phone: Path, *args: str, db: Path | None = None, binary: bool = True
 
 
 def printed(capsys) -> str:
-    """What the CLI printed, whitespace collapsed (the console wraps long lines at its width)."""
-    return " ".join(capsys.readouterr().out.split())
+    """What the CLI printed on stdout and stderr (errors go to stderr), whitespace collapsed (the console
+    wraps long lines at its width)."""
+    captured = capsys.readouterr()
+    return " ".join((captured.out + "\n" + captured.err).split())
 
 
 def truth(phone: Path) -> list[dict]:

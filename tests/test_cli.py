@@ -170,11 +170,12 @@ def test_ctrl_c_before_the_first_result_creates_nothing(tmp_path, monkeypatch, c
 # ------------------------------------------------------------------------------ pipes and output
 @pytest.fixture(scope="module")
 def big_db(tmp_path_factory) -> Path:
-    """More rows than a pipe holds (every sample is in the JSON)."""
+    """More rows than a pipe holds in either form: ~300 KB of CSV, ~2 MB of JSON (every sample is in the JSON).
+    A pipe holds 64 KB, so a smaller table could be written whole before `head` exits, and exit 0."""
     db = tmp_path_factory.mktemp("db") / "big.db"
-    samples = [[1.0 + i / 1000 for i in range(400)]]
+    samples = [[1.0 + i / 1000 for i in range(100)]]
     with Store(db) as store:
-        store.insert_many([make_result(run_id="big", samples_ms=samples) for _ in range(120)])
+        store.insert_many([make_result(run_id="big", samples_ms=samples) for _ in range(1500)])
     return db
 
 
