@@ -167,12 +167,17 @@ def parameter_form(grouped: dict[str, dict[str, LatencyResult]], facts: dict[str
 
 
 def build_report(results: list[LatencyResult], out_dir: str | Path, title: str = "mobilelat latency report",
-                 source: str = "") -> Path:
+                 source: str = "", peak_gflops: float | None = None) -> Path:
     """Write ``report.md`` and its PNG plots into ``out_dir``; returns the markdown path.
+
+    ``peak_gflops``: the machine's peak (``bench/bench_peak.py``); each row then shows its
+    achieved GFLOP/s as a share of it.
 
     ``out_dir`` is created if missing, and removed again if the report fails or is interrupted
     before anything lands in it.
     """
+    if peak_gflops is not None and not peak_gflops > 0:
+        raise UsageError(f"the peak must be a positive GFLOP/s figure, got {peak_gflops}; bench/bench_peak.py measures it")
     if not results:
         raise UsageError("no measurements to report; run `python -m profiling run MODEL` first or widen the filters")
     grouped = latest_per_configuration(results)
@@ -184,11 +189,11 @@ def build_report(results: list[LatencyResult], out_dir: str | Path, title: str =
     import matplotlib.pyplot as plt
 
     with output_dir(out_dir) as out_dir:
-        return _write_report(plt, results, grouped, out_dir, title, source)
+        return _write_report(plt, results, grouped, out_dir, title, source, peak_gflops)
 
 
 def _write_report(plt, results: list[LatencyResult], grouped: dict[str, dict[str, LatencyResult]], out_dir: Path,
-                  title: str, source: str) -> Path:
+                  title: str, source: str, peak_gflops: float | None = None) -> Path:
     model_order = list(dict.fromkeys(r.model for r in results))
     facts = {m: model_facts(m) for m in model_order}
     labels = sorted(grouped)
@@ -235,7 +240,8 @@ def _write_report(plt, results: list[LatencyResult], grouped: dict[str, dict[str
                         fronts={label: [(lat, acc) for _, lat, acc in front] for label, front in fronts.items()}),
          "top1_vs_latency.png")
 
-    markdown = _markdown(title, source, results, grouped, labels, model_order, facts, rho_rows, fronts, plots)
+    markdown = _markdown(title, source, results, grouped, labels, model_order, facts, rho_rows, fronts, plots,
+                         peak_gflops)
     report_path = out_dir / "report.md"
     _write_atomic(report_path, lambda tmp: tmp.write_text(markdown))
     return report_path
@@ -287,7 +293,8 @@ def setup_section(grouped: dict[str, dict[str, LatencyResult]], labels: list[str
 def _markdown(title: str, source: str, results: list[LatencyResult], grouped: dict[str, dict[str, LatencyResult]],
               labels: list[str], model_order: list[str], facts: dict[str, ModelFacts],
               rho_rows: list[tuple[str, int, float | None, float | None]],
-              fronts: dict[str, list[tuple[str, float, float]]], plots: dict[str, Path]) -> str:
+              fronts: dict[str, list[tuple[str, float, float]]], plots: dict[str, Path],
+              peak_gflops: float | None = None) -> str:
     lines = [f"# {title}", ""]
     if source:
         lines += [source, ""]
@@ -298,12 +305,15 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
     lines += [f"{len(results)} measurement(s); latest per model and configuration shown.", "",
               f"- devices: {'; '.join(devices)}", f"- runs: {', '.join(runs) or '-'}",
               f"- commits: {', '.join(commits) or '-'}",
-              "- headline figure: median of every timed iteration; trimmed = mean of per-round 10%-trimmed means", ""]
+              "- headline figure: median of every timed iteration; trimmed = mean of per-round 10%-trimmed means",
+              "- GFLOP/s: 2 x MACs of one forward pass over the median latency"
+              + (f"; peak {peak_gflops:g} GFLOP/s (bench/bench_peak.py)" if peak_gflops else ""), ""]
     lines += setup_section(grouped, labels)
 
     lines += ["## Latency per model and runtime", "", "![latency per model](latency_by_model.png)", "",
-              "| model | configuration | median ms | trimmed ms | p90 ms | cv | runs | load (1 min) | stable | delegation |",
-              "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
+              "| model | configuration | median ms | trimmed ms | p90 ms | cv | GFLOP/s | "
+              + ("% of peak | " if peak_gflops else "") + "runs | load (1 min) | stable | delegation |",
+              "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if peak_gflops else "") + "---:|---|---|---|"]
     partial = 0
     for model in model_order:
         for label in labels:
@@ -314,8 +324,11 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
             stable = "UNSTABLE: " + "; ".join(s.unstable_reasons) if s.unstable else "yes"
             delegation = delegation_note(result)
             partial += delegation.startswith(("PARTIAL", "NO "))
+            gflops = result.achieved_gflops
+            share = (f"{fmt(100 * gflops / peak_gflops if gflops else None, '{:.1f}')} | " if peak_gflops else "")
             lines.append(f"| {model} | {label} | {fmt(s.median_ms)} | {fmt(s.trimmed_mean_ms)} | "
-                         f"{fmt(s.p90_ms)} | {fmt(s.cv)} | {s.count} | {load_of(result)} | {stable} | {delegation} |")
+                         f"{fmt(s.p90_ms)} | {fmt(s.cv)} | {fmt(gflops, '{:.2f}')} | {share}{s.count} | {load_of(result)} "
+                         f"| {stable} | {delegation} |")
     if partial:
         lines += ["", f"**{partial} row(s) were not fully delegated**: the delegate named in the configuration took "
                       "only part of the graph (or none of it) and the rest ran on the CPU, so those figures are not "

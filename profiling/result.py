@@ -72,6 +72,17 @@ class LatencyResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def achieved_gflops(self) -> float | None:
+        """Achieved GFLOP/s: 2 x MACs per forward pass over the median latency (None without either).
+
+        Derived from the stored MAC count and median, so every stored result has it; set it against
+        the machine's peak (``bench/bench_peak.py``) to see how far a model is from the limit."""
+        median = self.stats.median_ms
+        if not self.macs or not median or median <= 0:
+            return None
+        return 2.0 * self.macs / (median / 1e3) / 1e9
+
     @classmethod
     def from_dict(cls, data: dict) -> "LatencyResult":
         data = dict(data)

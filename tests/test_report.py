@@ -127,3 +127,24 @@ def test_a_bug_inside_keeps_its_traceback(two_runs, tmp_path, monkeypatch, modul
     monkeypatch.setattr(module, helper, broken)
     with pytest.raises(ValueError, match="math domain error"):
         cli([arg.format(tmp=tmp_path) for arg in argv] + ["--db", str(two_runs)])
+
+
+def test_achieved_gflops_and_share_of_peak(tmp_path):
+    result = make_result(model="repvit_m1_0", median=2.0, macs=int(1.11e9))
+    assert result.stats.median_ms == 2.0
+    assert result.achieved_gflops == pytest.approx(2 * 1.11e9 / 2e-3 / 1e9)  # 1110 GFLOP/s
+    assert make_result(macs=None).achieved_gflops is None
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        fill(store, "run-1")
+    out = tmp_path / "report"
+    assert cli(["report", "--db", str(db), "--out", str(out), "--peak-gflops", "2220"]) == 0
+    markdown = (out / "report.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| repvit_m1_0 | onnxruntime 1t |"))
+    assert "| 1110.00 | 50.0 |" in row
+    assert "peak 2220 GFLOP/s" in markdown
+    assert cli(["report", "--db", str(db), "--out", str(tmp_path / "r2"), "--peak-gflops", "0"]) == 2
+    assert not (tmp_path / "r2").exists()
+    out3 = tmp_path / "r3"
+    assert cli(["report", "--db", str(db), "--out", str(out3)]) == 0  # no peak: no share column
+    assert "% of peak" not in (out3 / "report.md").read_text()

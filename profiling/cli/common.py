@@ -78,7 +78,7 @@ def results_table(results: list[LatencyResult], title: str) -> Table:
     if len(devices) > 1:
         columns.append(("device", "left"))
     columns += [("median ms", "right"), ("p90 ms", "right"), ("trimmed", "right"), ("cv", "right"),
-                ("runs", "right"), ("stable", "left")]
+                ("GFLOP/s", "right"), ("runs", "right"), ("stable", "left")]
     for column, justify in columns:
         table.add_column(column, justify=justify)
     for r in results:
@@ -88,7 +88,7 @@ def results_table(results: list[LatencyResult], title: str) -> Table:
         if len(devices) > 1:
             row.append(r.device.name)
         row += [fmt(r.stats.median_ms), fmt(r.stats.p90_ms), fmt(r.stats.trimmed_mean_ms), fmt(r.stats.cv, "{:.3f}"),
-                str(r.stats.count), stable]
+                fmt(r.achieved_gflops, "{:.2f}"), str(r.stats.count), stable]
         table.add_row(*row)
     return table
 
@@ -107,7 +107,8 @@ def flat_record(result: LatencyResult) -> dict:
         "max_ms": stats.max_ms, "p90_ms": stats.p90_ms, "p99_ms": stats.p99_ms, "std_ms": stats.std_ms,
         "cv": stats.cv, "trimmed_mean_ms": stats.trimmed_mean_ms, "drift": stats.drift,
         "unstable": stats.unstable, "unstable_reasons": "; ".join(stats.unstable_reasons),
-        "params": result.params, "macs": result.macs, "artifact_sha256": result.artifact_sha256,
+        "params": result.params, "macs": result.macs, "gflops_per_s": result.achieved_gflops,
+        "artifact_sha256": result.artifact_sha256,
         "git_commit": result.git_commit,
     }
 

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", help="runtime(s), comma-separated")
     parser.add_argument("--device", help="device name(s), comma-separated")
     parser.add_argument("--title", default="mobilelat latency report", help="report title")
+    parser.add_argument("--peak-gflops", type=float, metavar="GFLOPS",
+                        help="this machine's fp32 peak (bench/bench_peak.py prints it): rows show their share of it")
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
@@ -32,6 +34,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         raise CliError(f"no stored measurement matches the filters in {args.db}; `python -m profiling show` lists them")
     source = f"Source: `{args.db}`" + (f", run `{run_id}`" if run_id else ", all runs")
     with console.stage(f"write the report of {len(results)} measurement(s)"):
-        path = build_report(results, args.out, title=args.title, source=source)
+        path = build_report(results, args.out, title=args.title, source=source,
+                            peak_gflops=args.peak_gflops)
     console.print(f"report written: {escape(str(path))} ({len(results)} measurement(s); plots beside it)")
     return 0
