@@ -22,6 +22,7 @@ except for a layout nothing recognises, which gets the full missing / unexpected
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -29,6 +30,7 @@ import os
 import pickle
 import re
 import struct
+import threading
 import uuid
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -250,9 +252,11 @@ def _sniff(path: Path) -> str:
                                 f"pass the .pth/.bin/.safetensors weights file")
 
 
-def _read_torch(path: Path) -> object:
+def _read_torch(path: Path, zip_format: bool = False) -> object:
+    """``torch.load(weights_only=True)``; a zip-format file (what torch.save writes since 1.6) is memory-mapped,
+    so its tensors are not read twice (the legacy pickle format cannot be)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zip_format)
     except pickle.UnpicklingError as error:
         text = str(error)
         needed = re.search(r"Unsupported (?:global|class):? (?:GLOBAL )?([\w.]+)", text)
@@ -303,7 +307,7 @@ def read_checkpoint(weights: str | os.PathLike) -> Checkpoint:
     """Read a local checkpoint file or hub snapshot folder into an unwrapped state dict (source layout)."""
     path, hub_model = resolve_path(weights)
     file_format = _sniff(path)
-    raw = _read_safetensors(path) if file_format == "safetensors" else _read_torch(path)
+    raw = _read_safetensors(path) if file_format == "safetensors" else _read_torch(path, file_format == "torch zip")
     return Checkpoint(path=path, file_format=file_format, state_dict=_unwrap(raw, path), hub_model=hub_model)
 
 
@@ -414,17 +418,17 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
 
     Constructor arguments the checkpoint implies (class count, distillation head) are used unless
     given in ``overrides``; ``dtype`` sets the model's dtype before loading, so float64 weights are
-    not rounded through float32. Where the family builds on the meta device, the model is built
-    there (no random initialization to throw away) and the checkpoint's tensors are assigned to it
-    (no second pass copying every tensor). A checkpoint that does not fit is matched against
-    ``candidates`` (the registry's families and names), so the error can name the model it is of.
+    not rounded through float32. The model is built without random initialization (nothing to throw
+    away) and the checkpoint's tensors are assigned to it (no second pass copying every tensor).
+    A checkpoint that does not fit is matched against ``candidates`` (the registry's families and
+    names), so the error can name the model it is of.
     """
     dtype = as_dtype(dtype)
     checkpoint = read_checkpoint(weights)
     state, layout = to_our_layout(checkpoint.state_dict, module)
     options = {**_checkpoint_options(module, state), **overrides}
     model = _build_empty(module, name, options)
-    on_meta = model is not None
+    uninitialised = model is not None
     if model is None:
         try:
             model = module.build(name, **options)
@@ -441,13 +445,13 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
         for text in fit_notes:
             _note(text, notes)
     if _fits(state, expected):
-        model = _assign(model, state) if on_meta else _copy_into(model, state)
+        model = _assign(model, state) if uninitialised else _copy_into(model, state)
         if deploy:
             model = reparam.reparameterize(model, warn_untrained=False)
         return LoadedCheckpoint(model.eval(), layout or "ours", tuple(notes), checkpoint.path, checkpoint.hub_model)
 
     # It does not fit: find out why, on a real model (the deploy form is computed from one).
-    if on_meta:
+    if uninitialised:
         model = _real(module.build(name, **options), dtype)
     deploy_model = _deploy_form(model)
     if deploy_model is not None and _fits(checkpoint.state_dict, deploy_model.state_dict()):
@@ -473,17 +477,43 @@ def build_with_weights(name: str, module: ModuleType, weights: str | os.PathLike
     raise CheckpointMismatchError(mismatch_report(checkpoint.path, model, state, layout))
 
 
+_INIT_FUNCTIONS = tuple(n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_"))
+_INIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _initialisation_skipped():
+    """``torch.nn.init``'s fill functions (``kaiming_uniform_``, ``trunc_normal_``, ``ones_``, ...) as no-ops.
+
+    Every ``reset_parameters`` of torch's layers and the families' own init code go through them, and
+    they are most of the time a model takes to build; a model whose every parameter and buffer a
+    checkpoint then replaces does not need them. The torch.nn.init module is patched for the duration
+    (under a lock, restored on exit, also on error)."""
+    with _INIT_LOCK:
+        saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+        try:
+            for name in _INIT_FUNCTIONS:
+                setattr(nn.init, name, _leave_as_is)
+            yield
+        finally:
+            for name, function in saved.items():
+                setattr(nn.init, name, function)
+
+
+def _leave_as_is(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return tensor
+
+
 def _build_empty(module: ModuleType, name: str, options: dict) -> nn.Module | None:
-    """``name`` built on the meta device (shapes and dtypes, no storage, no random init), or None where
-    that does not work: a builder computing on tensors, or buffers the checkpoint does not hold."""
+    """``name`` built without random initialization (parameters hold whatever memory held), or None where
+    the builder fails so. Buffers computed at build time (Swin's masks, attention bias indices) are
+    computed as usual. Building on the meta device instead would cost nearly as much as a normal build
+    (every tensor creation goes through the device mode) and lose those buffers."""
     try:
-        with torch.device("meta"):
-            model = module.build(name, **options)
-    except Exception:  # noqa: BLE001 - any failure means: build on the CPU instead
+        with _initialisation_skipped():
+            return module.build(name, **options)
+    except Exception:  # noqa: BLE001 - any failure means: build normally instead
         return None
-    if any(module._non_persistent_buffers_set for module in model.modules()):
-        return None  # computed at build time (Swin's masks): assigning the checkpoint would leave them empty
-    return model
 
 
 def _real(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
@@ -496,10 +526,12 @@ def _copy_into(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
 
 
 def _assign(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A meta-built ``model`` given the checkpoint's tensors (in the model's dtypes; no copy where they agree).
+    """An uninitialised ``model`` (``_build_empty``) given the checkpoint's tensors (in the model's dtypes;
+    no copy where they agree).
 
     This is ``load_state_dict(assign=True)`` for a state dict whose keys and shapes were checked
-    before and a model whose buffers are all persistent (``_build_empty``), so each module's
+    before (every persistent parameter and buffer is replaced; non-persistent buffers, computed at
+    build time, are left as built), so each module's
     parameter and buffer tables are filled directly: the per-tensor checks of
     ``load_state_dict``/``register_parameter`` would be most of what a checkpoint adds to
     ``create_model``.
@@ -511,7 +543,7 @@ def _assign(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
             if param is not None:
                 parameters[name] = nn.Parameter(state[prefix + name].to(param.dtype), param.requires_grad)
         for name, buffer in buffers.items():
-            if buffer is not None:
+            if buffer is not None and name not in submodule._non_persistent_buffers_set:
                 buffers[name] = state[prefix + name].to(buffer.dtype)
     return model
 
