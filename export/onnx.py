@@ -8,6 +8,9 @@ convolutional backbones, gives no better graph. We call the TorchScript exporter
 (``dynamo=False``): it traces to a static graph at the sample's shape, folds constants, and takes
 ~2 s for repvit_m0_6. The graph is then checked with ``onnx.checker`` and cleaned with onnxslim
 (constant folding, dead nodes, shape inference), which leaves a graph of Conv/Add/Mul/Gemm etc.
+Spatial means (``x.mean((2, 3))``: SE blocks, the classifier's pooling) are then written as
+``GlobalAveragePool``, the same function, which onnxruntime runs in its blocked NCHWc layout where a
+``ReduceMean`` forces a layout reorder (``global_average_pools``).
 Static shapes by default (batch 1); ``--dynamic-batch`` makes only the batch dimension symbolic.
 """
 from __future__ import annotations
@@ -41,6 +44,44 @@ def session(path: str | Path, threads: int = 0) -> onnxruntime.InferenceSession:
     return ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
 
 
+def global_average_pools(graph_model) -> int:
+    """Rewrite, in place, each ``ReduceMean`` over the two spatial axes of a 4-D tensor as ``GlobalAveragePool``
+    (followed by ``Flatten(axis=1)`` where the mean drops those axes); returns how many were rewritten.
+
+    The same function (the mean over H x W of each channel); onnxruntime keeps ``GlobalAveragePool`` in its
+    blocked NCHWc layout, where a ``ReduceMean`` makes it reorder the tensor back and forth. The axes are read
+    from the attribute (opset < 18) or the constant second input (opset 18+, an initializer or a ``Constant``); ranks from shape inference.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = graph_model.graph
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    constants.update({node.output[0]: numpy_helper.to_array(node.attribute[0].t) for node in graph.node
+                      if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value"})
+    ranks = {info.name: len(info.type.tensor_type.shape.dim) for info in (*graph.value_info, *graph.input)
+             if info.type.tensor_type.HasField("shape")}
+    nodes, rewritten = [], 0
+    for node in graph.node:
+        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+        axes = attributes.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in constants:
+            axes = constants[node.input[1]].tolist()
+        if (node.op_type != "ReduceMean" or ranks.get(node.input[0]) != 4 or axes is None
+                or sorted(int(axis) % 4 for axis in axes) != [2, 3]):
+            nodes.append(node)
+            continue
+        rewritten += 1
+        if attributes.get("keepdims", 1):
+            nodes.append(helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name))
+        else:
+            pooled = f"{node.output[0]}_pooled"
+            nodes += [helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=node.name),
+                      helper.make_node("Flatten", [pooled], list(node.output), axis=1, name=f"{node.name}_flatten")]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return rewritten
+
+
 class OnnxFormat:
     """ONNX for the shared wrapper (a ``FormatHandler``)."""
 
@@ -65,6 +106,7 @@ class OnnxFormat:
         if slimmed is None:
             raise ExportError("onnxslim returned no graph", format="onnx",
                               hint="report it; the unslimmed graph was valid")
+        global_average_pools(slimmed)
         onnx.checker.check_model(slimmed, full_check=True)
         onnx.save(slimmed, str(tmp_path))
 

@@ -98,3 +98,42 @@ def test_old_opset_is_refused_before_any_model_work(tmp_path):
         export_onnx.export(MustNotRun(), models.model_spec(MODEL), tmp_path, opset=13, input_size=(64, 64),
                            quiet=True)
     assert not (tmp_path / MODEL / f"{MODEL}.onnx").exists()
+
+
+class _Means(torch.nn.Module):
+    """Spatial means as SE blocks and classifiers write them, and a channel mean that must stay."""
+
+    def forward(self, x):
+        scaled = x * torch.sigmoid(x.mean((2, 3), keepdim=True))  # SE-style, keeps H and W as 1
+        pooled = scaled.mean((-2, -1))  # the classifier's pooling, drops them
+        return torch.cat((pooled, x.mean(1).flatten(1)[:, :3]), dim=1)  # a channel mean: not spatial
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("opset", [17, 18])  # axes as an attribute (17) and as an input (18)
+def test_spatial_means_become_global_average_pools(tmp_path, opset):
+    path = tmp_path / "means.onnx"
+    x = torch.randn(1, 8, 7, 5, generator=torch.Generator().manual_seed(0))
+    torch.onnx.export(_Means(), (x,), str(path), opset_version=opset, dynamo=False, input_names=["x"])
+    plain = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    rewritten = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    assert export_onnx.global_average_pools(rewritten) == 2
+    onnx.checker.check_model(rewritten, full_check=True)
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert ops.count("GlobalAveragePool") == 2 and ops.count("ReduceMean") == 1  # the channel mean stays
+    outputs = []
+    for graph in (plain, rewritten):
+        graph_path = tmp_path / f"g{len(outputs)}.onnx"
+        onnx.save(graph, str(graph_path))
+        outputs.append(export_onnx.session(graph_path).run(None, {"x": x.numpy()})[0])
+    assert outputs[0].shape == outputs[1].shape == (1, 11)
+    scale = float(np.abs(outputs[0]).max())  # the same function: float32 summation order only
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(outputs[1], _Means()(x).numpy(), rtol=0, atol=1e-6 * scale)
+
+
+@pytest.mark.fast
+def test_exported_graph_has_no_spatial_reduce_mean(exported):
+    exported, _ = exported
+    ops = [node.op_type for node in onnx.load(str(exported.path)).graph.node]
+    assert "ReduceMean" not in ops and ops.count("GlobalAveragePool") >= 1  # RepViT: SE blocks and the head
