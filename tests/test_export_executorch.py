@@ -1,7 +1,8 @@
 """ExecuTorch export (.pte): backends, precisions, delegation summary, option checks, the command line.
 
-Most cases export a tiny conv net with a hand-built spec at 32x32 (a few seconds each: lowering cost
-grows with the node count); the registered-model cases (the command line) are ``slow``. fp32 parity
+The cases export a tiny conv net with a hand-built spec at 32x32 (``export_helpers.TinyNet``; lowering
+cost grows with the node count, ~5 s of CPU each); fp16, int8, Core ML and the command line on a
+registered model are ``slow``. fp32 parity
 of every registered model is in ``tests/test_zoo_parity.py`` (``executorch-*``).
 """
 from __future__ import annotations
@@ -21,31 +22,7 @@ from export.common import artifact_path
 from export.errors import InputPathError, UnsupportedOptionError
 from export.options import ExecuTorchOptions
 from export.parity import tolerance_for
-from export_helpers import randomize_batchnorm  # tests/ is on sys.path
-from models.spec import ModelSpec
-
-SPEC = ModelSpec(name="tiny_et", family="test", variant="tiny", paper="-", reference_impl="-",
-                 input_size=(3, 32, 32), num_classes=10)
-
-
-class TinyNet(nn.Module):
-    """Conv-BN-hardswish, a depthwise conv, global pool, a linear head: the ops the zoo is made of."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.Hardswish())
-        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU())
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x):
-        x = self.dw(self.stem(x)) + self.stem(x)
-        return self.head(x.mean((2, 3)))
-
-
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return randomize_batchnorm(TinyNet())
-
+from export_helpers import TINY_SPEC as SPEC, tiny_net as _model  # tests/ is on sys.path
 
 def _fresh(artifact, options: ExecuTorchOptions, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     x = SPEC.sample_inputs(count=1, seed=11)[0]
@@ -106,7 +83,7 @@ def test_portable_backend_delegates_nothing(tmp_path):
     assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want)) + 1e-5
 
 
-@pytest.mark.fast
+@pytest.mark.slow
 def test_fp16_on_xnnpack_within_its_tolerance(tmp_path):
     model = _model()
     artifact = export_executorch.export(model, SPEC, tmp_path, precision="fp16", quiet=True)
@@ -117,7 +94,7 @@ def test_fp16_on_xnnpack_within_its_tolerance(tmp_path):
     assert 0 < error <= tolerance.rtol * np.max(np.abs(want)) + tolerance.atol  # not zero: it did run in half
 
 
-@pytest.mark.fast
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["int8_dynamic", "int8_full"])
 def test_int8_through_the_xnnpack_quantizer(precision, tmp_path):
     model = _model()
@@ -129,7 +106,7 @@ def test_int8_through_the_xnnpack_quantizer(precision, tmp_path):
     assert artifact.options["delegation"]["delegated_subgraphs"] >= 1
 
 
-@pytest.mark.fast
+@pytest.mark.slow
 def test_coreml_delegate_is_gated_on_its_ml_program(tmp_path):
     model = _model()
     artifact = export_executorch.export(model, SPEC, tmp_path, backend="coreml", precision="fp32", quiet=True)
