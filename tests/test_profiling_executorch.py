@@ -49,3 +49,19 @@ def test_refusals(pte):
     coreml = dataclasses.replace(pte, options={**pte.options, "backend": "coreml"})
     with pytest.raises(UsageError, match="Core ML delegate, which this ExecuTorch runtime cannot run"):
         et_runner.measure(coreml, QUICK)
+
+
+@pytest.mark.fast
+def test_the_ios_benchmark_app_example_imports(tmp_path):
+    """docs/phones.md's ExecuTorch iOS record imports as it is shown."""
+    import re
+    from pathlib import Path
+
+    from profiling.importer import load_results
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "phones.md").read_text()
+    block = re.search(r'```json\n(\{"schema": "mobilelat-import/1".*?)```', text, re.S).group(1)
+    (tmp_path / "ios.json").write_text(block)
+    (result,) = load_results(tmp_path / "ios.json")
+    assert (result.format, result.runtime, result.device.kind) == ("executorch", "executorch-ios-benchmark", "ios")
+    assert result.stats.count == 5
