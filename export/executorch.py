@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import sys
 import warnings
@@ -39,8 +40,10 @@ from torch import nn
 from export.artifact import Artifact
 from export.capabilities import options_for, require
 from export.common import export_model
+from export.coreml.evaluator import MILEvalError, MILEvaluator
 from export.errors import ExportError
 from export.options import ExecuTorchOptions
+from export.tflite import calibration_images
 from models import ModelSpec
 
 BACKENDS = ("xnnpack", "coreml", "portable")
@@ -71,8 +74,6 @@ def _quantized(model: nn.Module, sample: torch.Tensor, spec: ModelSpec, options:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                         get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    from export.tflite import calibration_images
 
     dynamic = options.precision == "int8_dynamic"
     quantizer = XNNPACKQuantizer()
@@ -162,8 +163,6 @@ class ExecuTorchFormat:
 
     def convert(self, model: nn.Module, spec: ModelSpec, tmp_path: Path, options: ExecuTorchOptions) -> None:
         """Export, (quantize,) lower to the backend, write the program at ``tmp_path``."""
-        import json
-
         require("executorch", "executorch")
         from executorch.exir import to_edge_transform_and_lower
 
@@ -195,10 +194,6 @@ class ExecuTorchFormat:
 
     def _run_coreml_programs(self, path: Path, inputs: list[np.ndarray], spec: ModelSpec) -> list[np.ndarray]:
         """The Linux gate of the Core ML delegate: its one ML program on the numpy evaluator."""
-        import json
-
-        from export.coreml.evaluator import MILEvalError, MILEvaluator
-
         packages = sorted(_coreml_dir(path).glob("delegate_*/**/*.mlpackage"))
         summary_file = _delegation_path(path)
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
@@ -235,8 +230,6 @@ class ExecuTorchFormat:
 
     def manifest_details(self, tmp_path: Path) -> dict:
         """What the wrapper adds to the manifest's options: the delegation summary."""
-        import json
-
         summary_file = _delegation_path(tmp_path)
         return {"delegation": json.loads(summary_file.read_text())} if summary_file.exists() else {}
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from export import executorch as export_executorch
 from export.artifact import Artifact
 from profiling.errors import UsageError
 from profiling.protocol import MeasureSettings, ProgressCallback, run_protocol
@@ -30,8 +31,6 @@ class ExecuTorchRunOptions:
 
 def _runtime():
     try:
-        from export import executorch as export_executorch
-
         export_executorch.registered_backends()  # imports the pybindings
     except ImportError as error:
         raise missing_backend("executorch") from error
