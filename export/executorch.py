@@ -150,7 +150,8 @@ def _unpack_coreml(graph_module: torch.fx.GraphModule, out_dir: Path) -> list[Pa
                               hint="report it: executorchcoreml.unflatten_directory_contents failed")
         found = sorted(target.rglob("*.mlpackage"))
         if not found:
-            raise ExportError(f"no .mlpackage in the Core ML delegate's data ({sorted(p.name for p in target.iterdir())})",
+            names = sorted(p.name for p in target.iterdir())
+            raise ExportError(f"no .mlpackage in the Core ML delegate's data ({names})",
                               format="executorch", hint="report it: the delegate's layout changed")
         packages.append(found[0])
     return packages

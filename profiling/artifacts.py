@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 import models
-from export import coreml as coreml_export, executorch as executorch_export, onnx as onnx_export, tflite as tflite_export
+from export import coreml as coreml_export, executorch as executorch_export, onnx as onnx_export
+from export import tflite as tflite_export
 from export.artifact import MANIFEST_SUFFIX, Artifact, load_artifact, sha256_of
 from profiling.errors import UsageError
 

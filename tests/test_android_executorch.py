@@ -153,7 +153,8 @@ def test_executor_runner_faults(phone, tiny_pte, monkeypatch):
 @pytest.mark.slow
 def test_cli_android_executorch(phone, tiny_pte, capsys):
     db = phone / "et.db"
-    status = cli(["android", str(tiny_pte), "--serial", "SIM0001", "--et-binary", str(phone / "bin" / "executor_runner"),
+    runner = str(phone / "bin" / "executor_runner")
+    status = cli(["android", str(tiny_pte), "--serial", "SIM0001", "--et-binary", runner,
                   "--runs", "4", "--threads", "1,2", "--db", str(db)])
     output = capsys.readouterr().out
     assert status == 0, output

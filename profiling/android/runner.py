@@ -424,7 +424,8 @@ def run_executor_runner(adb: Adb, model_path: Path, binary: Path, options: Bench
     XNNPACK threadpool is sized by ``--cpu_threads`` (builds with ``ET_USE_THREADPOOL``).
     """
     if options.use_gpu or options.use_nnapi:
-        raise UsageError("executor_runner runs the delegates compiled into the .pte (XNNPACK here): no --gpu or --nnapi")
+        raise UsageError("executor_runner runs the delegates compiled into the .pte (XNNPACK here): "
+                         "no --gpu or --nnapi")
     return _run_binary(adb, "executor_runner", binary, model_path, options, thermal,
                        lambda tool, model: [tool, f"--model_path={model}", f"--num_executions={options.num_runs}",
                                             f"--cpu_threads={options.num_threads}", *options.extra_args],
