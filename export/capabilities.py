@@ -15,7 +15,8 @@ from types import ModuleType
 from typing import Any
 
 from export.errors import MissingDependencyError, UnsupportedOptionError
-from export.options import CoreMLOptions, ExportOptions, OnnxOptions, TFLiteOptions, flag_of, own_fields
+from export.options import (CoreMLOptions, ExecuTorchOptions, ExportOptions, OnnxOptions, TFLiteOptions, flag_of,
+                            own_fields)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ CAPABILITIES: dict[str, Capability] = {
         options_class=TFLiteOptions,
         requires=("litert_torch", "ai_edge_litert", "ai_edge_quantizer"),
         install_hint="pip install litert-torch ai-edge-litert ai-edge-quantizer  (or: pip install -e '.[tflite]')"),
+    "executorch": Capability(
+        name="executorch", suffix=".pte", precisions=("fp32", "fp16", "int8_dynamic", "int8_full"),
+        options_class=ExecuTorchOptions, requires=("executorch", "torchao"),
+        install_hint="pip install 'executorch==1.5.1'  (or: pip install -e '.[executorch]')"),
 }
 
 

@@ -79,14 +79,21 @@ class FormatHandler(Protocol):
     def prepare_command_line(self) -> None:
         """On the command line, before any export: quiet the converter's own progress and import chatter."""
 
+    # Optional (looked up with getattr, so the other formats need not define them):
+    # ``artifact_variant(options) -> str | None``: a word for the file name after the precision (ExecuTorch's
+    # backend when it is not the default); ``manifest_details(tmp_path) -> dict``: entries the converter adds
+    # to the manifest's options (ExecuTorch's delegation summary).
+
 
 def artifact_path(out_dir: str | Path, model_name: str, format_name: str, precision: str,
-                  input_size: tuple[int, int] | None = None) -> Path:
-    """``out_dir/<model>/<model>[_<precision>][_<H>x<W>]<suffix>``: no precision suffix at the format's
-    default precision, no size suffix at the model's own input size (``input_size`` None), so two
-    sizes never overwrite each other's file."""
+                  input_size: tuple[int, int] | None = None, variant: str | None = None) -> Path:
+    """``out_dir/<model>/<model>[_<precision>][_<variant>][_<H>x<W>]<suffix>``: no precision suffix at the
+    format's default precision, no size suffix at the model's own input size (``input_size`` None), so two
+    sizes never overwrite each other's file; ``variant`` (ExecuTorch's non-default backend) likewise."""
     cap = capability(format_name)
     stem = model_name if precision == cap.default_precision else f"{model_name}_{precision}"
+    if variant:
+        stem += f"_{variant}"
     if input_size is not None:
         stem += f"_{format_input_size(input_size)}"
     return Path(out_dir) / model_name / f"{stem}{cap.suffix}"
@@ -189,7 +196,8 @@ def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_
         check_input_size(height, width)
         spec = spec.with_input_size(height, width)
     check_output_dir(out_dir)  # --out itself first: its message names what the user typed
-    final = artifact_path(out_dir, spec.name, handler.name, options.precision, _size_suffix(spec))
+    variant = getattr(handler, "artifact_variant", lambda _options: None)(options)
+    final = artifact_path(out_dir, spec.name, handler.name, options.precision, _size_suffix(spec), variant)
 
     size = format_input_size(spec.input_size[1:])
     with output_dir(final.parent):  # checked before any model work; removed again if it stays empty
@@ -266,7 +274,7 @@ def _describe(handler: FormatHandler, deploy: nn.Module, spec: ModelSpec, option
         reparameterized=bool(options.reparameterize), sha256=sha256_of(tmp), size_bytes=size_on_disk(tmp),
         tool_versions=dict(handler.tool_versions()), git_commit=git_commit(), parity=report.to_dict(),
         options={**options.to_dict(), "tolerance": tolerance.to_dict(), "convert_seconds": convert_seconds,
-                 "io": handler.io_details(tmp)},
+                 "io": handler.io_details(tmp), **getattr(handler, "manifest_details", lambda _path: {})(tmp)},
         export_seconds=time.perf_counter() - started,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

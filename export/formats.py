@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from export import coreml, onnx, tflite
+from export import coreml, executorch, onnx, tflite
 from export.artifact import Artifact
 from export.capabilities import capability, options_for
 from export.common import FormatHandler, export_model
@@ -17,7 +17,8 @@ from export.options import ExportOptions
 from models import ModelSpec
 
 # one entry per format of the capability table, in its order (tests/test_export_common.py checks it)
-HANDLERS: dict[str, FormatHandler] = {"onnx": onnx.HANDLER, "coreml": coreml.HANDLER, "tflite": tflite.HANDLER}
+HANDLERS: dict[str, FormatHandler] = {"onnx": onnx.HANDLER, "coreml": coreml.HANDLER, "tflite": tflite.HANDLER,
+                                      "executorch": executorch.HANDLER}
 
 
 def handler(format_name: str) -> FormatHandler:

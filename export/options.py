@@ -19,6 +19,7 @@ from mobilelat.sizes import input_size_type
 
 MIN_ONNX_OPSET = 17  # LayerNormalization is a single op from 17 on; older runtimes are not targets here
 COREML_TARGETS = ("iOS16", "iOS17", "iOS18")  # ML programs with fp16 compute need iOS 15+; we take 16+
+EXECUTORCH_BACKENDS = ("xnnpack", "coreml", "portable")  # the delegate a .pte is lowered to (portable: none)
 
 
 def option(default: Any, help: str, *, flag: str | None = None, cli: bool = True, default_text: str | None = None,
@@ -122,6 +123,35 @@ class TFLiteOptions(ExportOptions):
 
     def check(self) -> None:
         super().check()
+        if self.calibration_dir is not None and self.precision != "int8_full":
+            raise UnsupportedOptionError("--calibration-dir is used only with --precision int8_full")
+        if self.calibration_dir is not None and not Path(self.calibration_dir).is_dir():  # before any model work
+            raise InputPathError(f"--calibration-dir {self.calibration_dir} is not a directory")
+        if self.precision == "int8_full" and self.calibration_count <= 0:
+            raise UnsupportedOptionError(f"--calibration-count must be positive, got {self.calibration_count}")
+
+
+@dataclass(frozen=True)
+class ExecuTorchOptions(ExportOptions):
+    """ExecuTorch: lowered to XNNPACK unless told another backend; int8_full calibrates as TFLite's does."""
+
+    backend: str = option("xnnpack", f"delegate the program is lowered to, one of {', '.join(EXECUTORCH_BACKENDS)} "
+                                     "(portable: no delegate)", metavar="BACKEND")
+    calibration_dir: str | None = option(None, "int8_full: folder of images to calibrate on", metavar="DIR",
+                                         default_text="seeded synthetic images")
+    calibration_count: int = option(32, "int8_full: number of calibration images", type=int, metavar="N")
+
+    def check(self) -> None:
+        super().check()
+        if self.backend not in EXECUTORCH_BACKENDS:
+            raise UnsupportedOptionError(f"unknown ExecuTorch backend --backend {self.backend}; "
+                                         f"use one of {', '.join(EXECUTORCH_BACKENDS)}")
+        if self.precision.startswith("int8") and self.backend != "xnnpack":
+            raise UnsupportedOptionError(f"--precision {self.precision} is the XNNPACK quantizer's; "
+                                         f"it takes --backend xnnpack, not {self.backend}")
+        if self.precision == "fp16" and self.backend == "portable":
+            raise UnsupportedOptionError("--precision fp16 needs a delegate (--backend xnnpack or coreml); "
+                                         "the portable kernels run fp32 here")
         if self.calibration_dir is not None and self.precision != "int8_full":
             raise UnsupportedOptionError("--calibration-dir is used only with --precision int8_full")
         if self.calibration_dir is not None and not Path(self.calibration_dir).is_dir():  # before any model work

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 import models
-from export import coreml as coreml_export, onnx as onnx_export, tflite as tflite_export
+from export import coreml as coreml_export, executorch as executorch_export, onnx as onnx_export
+from export import tflite as tflite_export
 from export.artifact import MANIFEST_SUFFIX, Artifact, load_artifact, sha256_of
 from profiling.errors import UsageError
 
@@ -20,6 +21,7 @@ DEFAULT_ARTIFACTS = Path("artifacts")
 # format -> its exporter, ``export(model, spec, out_dir, **options) -> Artifact`` (parity gate included)
 EXPORTERS: dict[str, Callable[..., Artifact]] = {
     "onnx": onnx_export.export, "tflite": tflite_export.export, "coreml": coreml_export.export,
+    "executorch": executorch_export.export,
 }
 
 
@@ -49,6 +51,8 @@ def find_artifact(artifacts_dir: Path, model: str, format_name: str, precision: 
             continue
         if artifact.options.get("nhwc") or artifact.options.get("dynamic_batch") or artifact.options.get("image_input"):
             continue  # measured configurations use the default I/O
+        if artifact.options.get("backend", "xnnpack") != "xnnpack":
+            continue  # ExecuTorch: the host measures the XNNPACK program (Core ML runs on Apple devices only)
         if not artifact_path.exists() or sha256_of(artifact_path) != artifact.sha256:
             continue  # missing, or modified since export: the parity figures no longer describe it
         candidates.append(artifact)

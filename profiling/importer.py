@@ -17,7 +17,7 @@ as ``1x3x224x224``; ``reparameterized`` as true/false; ``extra`` as a JSON objec
 
 Required fields:
   model          registry name or any model label              "repvit_m0_9"
-  format         tflite | onnx | coreml | torch | other
+  format         tflite | onnx | coreml | executorch | torch | other
   precision      fp32 | fp16 | int8_dynamic | int8_full | int8 | mixed | unknown
   runtime        what ran it                                   "coreml", "benchmark_model", "xcode"
   device_kind    android | ios | host
@@ -79,7 +79,7 @@ class ImportRecord(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     model: Label  # registry name or any model label
-    format: Literal["tflite", "onnx", "coreml", "torch", "other"]  # artifact format measured
+    format: Literal["tflite", "onnx", "coreml", "executorch", "torch", "other"]  # artifact format measured
     precision: Literal["fp32", "fp16", "int8_dynamic", "int8_full", "int8", "mixed", "unknown"]  # its precision
     runtime: Label  # what ran it
     device_kind: Literal["android", "ios", "host"]  # kind of device

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import models
+from models.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,3 +46,29 @@ def head_commit() -> str | None:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip()
     return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+# a hand-built spec and net for the ExecuTorch tests: lowering cost grows with the node count
+TINY_SPEC = ModelSpec(name="tiny_et", family="test", variant="tiny", paper="-", reference_impl="-",
+                      input_size=(3, 32, 32), num_classes=10)
+
+
+class TinyNet(nn.Module):
+    """Conv-BN-hardswish, a depthwise conv, global pool, a linear head: the ops the zoo is made of."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.dw(x) + x
+        return self.head(x.mean((2, 3)))
+
+
+def tiny_net() -> nn.Module:
+    """A seeded ``TinyNet`` with signal in every BatchNorm."""
+    torch.manual_seed(0)
+    return randomize_batchnorm(TinyNet())

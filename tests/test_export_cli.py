@@ -51,15 +51,17 @@ def test_help_lists_only_what_the_format_takes():
         assert flag in onnx_help and flag in tflite_help
     # each format's flags are exactly its options class's fields, defaults shown
     flags = {name: {a.option_strings[0] for a in build_parser(name)._actions if a.option_strings}
-             for name in ("onnx", "coreml", "tflite")}
+             for name in ("onnx", "coreml", "tflite", "executorch")}
     common = {"-h", "--out", "--weights", "--precision", "--input-size", "--no-reparam", "--quiet", "--verbose",
               "--json"}
     assert flags == {"onnx": common | {"--dynamic-batch", "--opset"},
                      "coreml": common | {"--image-input", "--coreml-target"},
-                     "tflite": common | {"--nhwc", "--calibration-dir", "--calibration-count"}}
+                     "tflite": common | {"--nhwc", "--calibration-dir", "--calibration-count"},
+                     "executorch": common | {"--backend", "--calibration-dir", "--calibration-count"}}
     assert "(default: 18)" in onnx_help and "(default: 32)" in tflite_help
     assert "(default: fp16)" in build_parser("coreml").format_help()
     assert "tflite: channel-last" in build_multi_parser().format_help()
+    assert "tflite, executorch: int8_full: folder" in build_multi_parser().format_help()
 
 
 @pytest.mark.fast

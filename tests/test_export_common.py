@@ -261,10 +261,11 @@ def test_each_format_has_its_options_and_one_handler():
         assert handler.name == name
     own = {name: cap.options for name, cap in CAPABILITIES.items()}
     assert own == {"onnx": {"dynamic_batch", "opset"}, "coreml": {"image_input", "coreml_target"},
-                   "tflite": {"nhwc", "calibration_dir", "calibration_count"}}
+                   "tflite": {"nhwc", "calibration_dir", "calibration_count"},
+                   "executorch": {"backend", "calibration_dir", "calibration_count"}}
     # the default precision (no suffix in the file name) is the options class's default
     assert {name: cap.default_precision for name, cap in CAPABILITIES.items()} == {
-        "onnx": "fp32", "coreml": "fp16", "tflite": "fp32"}
+        "onnx": "fp32", "coreml": "fp16", "tflite": "fp32", "executorch": "fp32"}
     common = {f.name for f in dataclasses.fields(ExportOptions)}
     assert common == {"precision", "input_size", "reparameterize", "parity_inputs", "parity_seed", "tolerance",
                       "quiet", "weights"}

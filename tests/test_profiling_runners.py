@@ -17,7 +17,7 @@ from models.complexity import count_params
 from models.spec import IMAGENET_MEAN, IMAGENET_STD
 from profiling.errors import UsageError
 from profiling.protocol import MeasureSettings
-from profiling.runners import RUNNERS, coreml, litert, onnxruntime as ort_runner, torch_eager
+from profiling.runners import RUNNERS, coreml, executorch as et_runner, litert, onnxruntime as ort_runner, torch_eager
 from profiling.runners.common import artifact_input
 from profiling_helpers import TINY_SHAPE, tiny_onnx, tiny_tflite
 
@@ -152,9 +152,9 @@ def test_coreml_runner_says_it_needs_macos(tmp_path):
 def test_importing_profiling_imports_no_optional_runtime():
     """The runtimes (and matplotlib) load when a runner or a report needs them, not with the CLI."""
     code = ("import sys, profiling, profiling.store, profiling.report, profiling.__main__\n"
-            "from profiling.runners import onnxruntime, litert, coreml, torch_eager\n"
+            "from profiling.runners import onnxruntime, litert, coreml, torch_eager, executorch\n"
             "profiling.__main__.build_parser()\n"
-            "print(sorted(m for m in ('onnxruntime', 'ai_edge_litert', 'coremltools', 'matplotlib') "
+            "print(sorted(m for m in ('onnxruntime', 'ai_edge_litert', 'coremltools', 'matplotlib', 'executorch') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[1])
@@ -163,9 +163,10 @@ def test_importing_profiling_imports_no_optional_runtime():
 
 @pytest.mark.fast
 def test_the_dispatch_table_names_every_runner_once():
-    assert list(RUNNERS) == ["onnx", "tflite", "coreml", "torch"]
+    assert list(RUNNERS) == ["onnx", "tflite", "coreml", "executorch", "torch"]
     assert {name: runner.measure for name, runner in RUNNERS.items()} == {
-        "onnx": ort_runner.measure, "tflite": litert.measure, "coreml": coreml.measure, "torch": torch_eager.measure}
+        "onnx": ort_runner.measure, "tflite": litert.measure, "coreml": coreml.measure,
+        "executorch": et_runner.measure, "torch": torch_eager.measure}
     assert [name for name, runner in RUNNERS.items() if not runner.takes_artifact] == ["torch"]
     assert [name for name, runner in RUNNERS.items() if not runner.takes_threads] == ["coreml"]
 

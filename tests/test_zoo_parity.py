@@ -1,11 +1,12 @@
-"""fp32 parity of every registered model in every export format (ONNX, TFLite, Core ML).
+"""fp32 parity of every registered model in every export format (ONNX, TFLite, Core ML, ExecuTorch).
 
 Parametrized over ``models.list_models()``, so a family added to the registry is covered without
 touching this file. Each case is one conversion through the shared wrapper: the parity gate
 compares the artifact with the eager deploy and training-form models on three seeded inputs and
 raises ``ParityError`` otherwise; the test then reads the manifest back and runs the artifact on an
 input the gate did not see, against both eager forms. TFLite and Core ML conversions take ~15-30 s
-each, so those cases are ``slow``. Known failures are listed in ``tests/zoo_xfails.py`` and applied
+each, so those cases are ``slow``; ExecuTorch (XNNPACK, ~30 s each here) runs its first model of
+each family without ``-m slow`` and the rest as ``slow``. Known failures are listed in ``tests/zoo_xfails.py`` and applied
 as strict xfails.
 """
 from __future__ import annotations
@@ -26,10 +27,20 @@ from zoo_xfails import ZOO_XFAILS  # tests/ is on sys.path (rootdir conftest, no
 FRESH_SEED = 17  # the gate's inputs are seeds 0..2
 
 
+def _first_of_each_family() -> set[str]:
+    """One registered model per family: the ExecuTorch cases that run without ``-m slow``."""
+    first: dict[str, str] = {}
+    for name in models.list_models():
+        first.setdefault(models.model_spec(name).family, name)
+    return set(first.values())
+
+
 def _cases():
+    fast_executorch = _first_of_each_family()
     for format_name in CAPABILITIES:
         for name in models.list_models():
-            marks = [pytest.mark.slow] if format_name != "onnx" else []
+            fast = format_name == "onnx" or (format_name == "executorch" and name in fast_executorch)
+            marks = [] if fast else [pytest.mark.slow]
             if (name, format_name) in ZOO_XFAILS:
                 marks.append(pytest.mark.xfail(strict=True, reason=ZOO_XFAILS[(name, format_name)]))
             yield pytest.param(name, format_name, marks=marks, id=f"{format_name}-{name}")

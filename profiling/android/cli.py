@@ -4,10 +4,11 @@
         --binary ~/Downloads/android_aarch64_benchmark_model [--gpu] [--threads 1,4] [--pin-big-cores]
     python -m profiling android repvit_m0_9 --apk ~/Downloads/android_aarch64_benchmark_model.apk
     python -m profiling android artifacts/x/x.onnx --formats onnx --ort-binary ./onnxruntime_perf_test
+    python -m profiling android repvit_m0_9 --formats executorch --et-binary ./executor_runner
     python -m profiling android --resume 20261122T135012Z-3fa9c1      # finish a sweep cut short
 
 MODEL is a registry name (the artifact is reused, or exported through ``export.<fmt>`` with its
-parity gate) or the path of a ``.tflite`` / ``.onnx`` file (its manifest is read when it has one).
+parity gate) or the path of a ``.tflite`` / ``.onnx`` / ``.pte`` file (its manifest is read when it has one).
 One job per (model, format, thread count, repeat). The jobs are recorded with the run before the
 first one starts, and each result is stored with its job marked done in one transaction, so
 nothing measured is ever lost. A job whose tool fails (a crash, output that holds no result, a
@@ -33,7 +34,7 @@ from profiling.android.adb import Adb, AdbError, RemoteCommandError, list_device
 from profiling.android.parsers import BenchmarkOutputError
 from profiling.android.runner import (BenchmarkOptions, DelegationError, PhoneRun, PinningError, check_delegation,
                                       find_binary, format_cores, run_benchmark_apk, run_benchmark_model,
-                                      run_ort_perf_test, to_latency_result)
+                                      run_executor_runner, run_ort_perf_test, to_latency_result)
 from profiling.android.thermal import ThermalSettings
 from profiling.artifacts import DEFAULT_ARTIFACTS, ensure_artifact
 from profiling.cli.common import (CliError, add_input_size_argument, results_table, split_ints, split_list,
@@ -41,8 +42,9 @@ from profiling.cli.common import (CliError, add_input_size_argument, results_tab
 from profiling.result import LatencyResult
 from profiling.store import Store
 
-HELP = "measure on an Android phone over adb (LiteRT benchmark_model / APK, onnxruntime_perf_test)"
-FORMATS = ("tflite", "onnx")
+HELP = "measure on an Android phone over adb (LiteRT benchmark_model / APK, onnxruntime_perf_test, executor_runner)"
+FORMATS = ("tflite", "onnx", "executorch")
+SUFFIXES = {".tflite": "tflite", ".onnx": "onnx", ".pte": "executorch"}  # a model file's format
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_full")
 BINARY_DIR_ENV = "MOBILELAT_ANDROID_TOOLS"  # the configured folder of per-ABI benchmark_model builds
 
@@ -52,7 +54,7 @@ class PhoneJob:
     """One run to make on the phone."""
 
     model: str  # registry name or file path as given
-    format: str  # "tflite" or "onnx"
+    format: str  # "tflite", "onnx" or "executorch"
     threads: int  # --num_threads / -x
     repeat: int  # 1-based repeat index
 
@@ -76,6 +78,7 @@ class Sweep:
     binary_dir: str | None = None  # folder of per-ABI benchmark_model builds
     apk: str | None = None  # "installed", an .apk to install, or None (binary mode)
     ort_binary: str | None = None  # onnxruntime_perf_test for the phone
+    et_binary: str | None = None  # ExecuTorch's executor_runner for the phone
     precision: str = "fp32"  # artifact precision of registry models
     input_size: list[int] | None = None  # (height, width) of registry models' artifacts
     artifacts: str = str(DEFAULT_ARTIFACTS)  # where artifacts are found or exported
@@ -89,11 +92,11 @@ class Sweep:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", nargs="*", metavar="MODEL", help="registry names or .tflite/.onnx paths")
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="registry names or .tflite/.onnx/.pte paths")
     parser.add_argument("--resume", metavar="RUN_ID",
                         help="finish the sweep of this run (id or unique prefix): every job not done, with the "
                              "settings stored at its start (only --serial, --adb and --db apply)")
-    parser.add_argument("--formats", default="tflite", help="comma-separated from tflite, onnx (default tflite)")
+    parser.add_argument("--formats", default="tflite", help="comma-separated from tflite, onnx, executorch (default tflite)")
     parser.add_argument("--serial", help="adb serial of the phone (required when several are attached)")
     parser.add_argument("--adb", help="path of adb (default: $ADB, else adb on PATH)")
     tools = parser.add_argument_group("tools on the phone")
@@ -104,6 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tools.add_argument("--apk", nargs="?", const="installed", metavar="APK",
                        help="use the benchmark APK instead of the binary; give the .apk to install it first")
     tools.add_argument("--ort-binary", type=Path, help="onnxruntime_perf_test built for the phone (onnx format)")
+    tools.add_argument("--et-binary", type=Path,
+                       help="ExecuTorch's executor_runner built for the phone with XNNPACK (executorch format)")
     options = parser.add_argument_group("benchmark options")
     options.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
     delegate = options.add_mutually_exclusive_group()
@@ -147,7 +152,8 @@ def _sweep(args: argparse.Namespace, first_threads: int) -> Sweep:
     return Sweep(options={k: v for k, v in asdict(options).items() if k != "num_threads"}, thermal=asdict(thermal),
                  binary=None if args.binary is None else str(args.binary),
                  binary_dir=None if args.binary_dir is None else str(args.binary_dir), apk=args.apk,
-                 ort_binary=None if args.ort_binary is None else str(args.ort_binary), precision=args.precision,
+                 ort_binary=None if args.ort_binary is None else str(args.ort_binary),
+                 et_binary=None if args.et_binary is None else str(args.et_binary), precision=args.precision,
                  input_size=None if size is None else list(size), artifacts=str(args.artifacts))
 
 
@@ -156,7 +162,7 @@ def plan(args: argparse.Namespace) -> tuple[list[PhoneJob], Sweep]:
     formats = split_list(args.formats, FORMATS, "format")
     threads = split_ints(args.threads, "--threads")
     if not args.models:
-        raise CliError("name at least one MODEL (registry name or .tflite/.onnx path), or --resume RUN_ID")
+        raise CliError("name at least one MODEL (registry name or .tflite/.onnx/.pte path), or --resume RUN_ID")
     if args.repeats < 1:
         raise CliError(f"--repeats must be >= 1, got {args.repeats}")
     sweep = _sweep(args, threads[0])
@@ -165,10 +171,10 @@ def plan(args: argparse.Namespace) -> tuple[list[PhoneJob], Sweep]:
     jobs = []
     for model in dict.fromkeys(args.models):
         path = Path(model)
-        if path.suffix in (".tflite", ".onnx"):
+        if path.suffix in SUFFIXES:
             if not path.is_file():
                 raise CliError(f"model file {path} not found")
-            model_formats = [path.suffix[1:]]
+            model_formats = [SUFFIXES[path.suffix]]
         else:
             models.model_spec(model)  # unknown names fail here, with close matches
             model_formats = formats
@@ -179,13 +185,18 @@ def plan(args: argparse.Namespace) -> tuple[list[PhoneJob], Sweep]:
     used = {job.format for job in jobs}  # a .onnx path is an onnx job whatever --formats says
     if "onnx" in used and args.ort_binary is None:
         raise CliError("onnx jobs need --ort-binary PATH (onnxruntime_perf_test built for the phone)")
+    if "executorch" in used and args.et_binary is None:
+        raise CliError("executorch jobs need --et-binary PATH (ExecuTorch's executor_runner built for the phone)")
+    if "executorch" in used and (args.gpu or args.nnapi):
+        raise CliError("--gpu and --nnapi apply to tflite (and --nnapi to onnx); a .pte runs the delegate it was "
+                       "lowered to")
     if "onnx" in used and args.gpu:
         raise CliError("--gpu applies to tflite only; onnxruntime_perf_test here runs the CPU or --nnapi")
     if "tflite" in used and args.apk is None and args.binary is None and args.binary_dir is None:
         raise CliError("tflite jobs need --binary PATH, --binary-dir DIR or --apk [APK] "
                        "(LiteRT's benchmark_model for Android: see tensorflow/lite/tools/benchmark)")
     if args.require_full_delegation:
-        if any(job.format == "onnx" for job in jobs):
+        if any(job.format != "tflite" for job in jobs):
             raise CliError("--require-full-delegation reads benchmark_model's delegation lines: tflite jobs only")
         if args.no_xnnpack and not (args.gpu or args.nnapi):
             raise CliError("--require-full-delegation needs a delegate: --gpu, --nnapi, or XNNPACK (drop --no-xnnpack)")
@@ -195,7 +206,7 @@ def plan(args: argparse.Namespace) -> tuple[list[PhoneJob], Sweep]:
 def resolve_model(job: PhoneJob, sweep: Sweep, cache: dict) -> tuple[Path, Artifact | None, str, str]:
     """(file to push, Artifact or None, model name, precision) for one job."""
     path = Path(job.model)
-    if path.suffix in (".tflite", ".onnx"):
+    if path.suffix in SUFFIXES:
         try:
             artifact = load_artifact(path)
         except (FileNotFoundError, TypeError, ValueError):
@@ -235,6 +246,8 @@ def _run_job(adb: Adb, job: PhoneJob, sweep: Sweep, binary: Path | None, model_p
     options, thermal = sweep.benchmark_options(job.threads), sweep.thermal_settings()
     if job.format == "onnx":
         run = run_ort_perf_test(adb, model_path, Path(sweep.ort_binary), options, thermal)
+    elif job.format == "executorch":
+        run = run_executor_runner(adb, model_path, Path(sweep.et_binary), options, thermal)
     elif sweep.apk is not None:
         apk = None if sweep.apk == "installed" or job.repeat != 1 else Path(sweep.apk)
         run = run_benchmark_apk(adb, model_path, options, thermal, apk=apk)

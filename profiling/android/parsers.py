@@ -620,3 +620,78 @@ def parse_ort_perf_test(output: str) -> OrtPerfResult:
         percentiles_ms=percentiles,
         peak_working_set_bytes=None if "peak_bytes" not in block else int(block["peak_bytes"]),
         inferences_per_second=block.get("per_second"), summaries=len(blocks))
+
+
+@dataclass
+class ExecutorRunnerResult:
+    """What ExecuTorch's ``executor_runner`` logs (``examples/portable/executor_runner``), in ms.
+
+    Its lines go through ``ET_LOG``: ``I 00:00:01.234567 executorch:executor_runner.cpp:412] MESSAGE``
+    (level letter, time since start, file and line), on stderr or stdout depending on the build.
+    """
+
+    count: int  # "Model executed successfully N time(s) in T ms."
+    total_ms: float  # T: the sum of the timed ``method->execute()`` calls
+    iterations_ms: list[float] = field(default_factory=list)  # "Iteration i of N: t ms" (newer builds only)
+    load_ms: float | None = None  # "Model loaded in t ms." (program and method load; newer builds)
+    threads: int | None = None  # "Resetting threadpool with num threads = N" (threadpool builds)
+    method: str | None = None  # "Using method forward"
+
+    @property
+    def mean_ms(self) -> float:
+        return self.total_ms / self.count
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_ET_PREFIX = re.compile(r"^[DIEF] \d{2}:\d{2}:\d{2}\.\d{6} executorch:[^\]]*\] ?")
+_ET_LINES = {
+    "summary": re.compile(rf"Model executed successfully (\d+) time\(s\) in ({_FIGURE}) ms\.?"),
+    "iteration": re.compile(rf"Iteration (\d+) of (\d+): ({_FIGURE}) ms"),
+    "load": re.compile(rf"Model loaded in ({_FIGURE}) ms"),
+    "threads": re.compile(r"Resetting threadpool with num threads = (-?\d+)"),
+    "method": re.compile(r"Using method (\S+)"),
+}
+
+
+def executor_runner_errors(output: str) -> list[str]:
+    """The ``E``-level ``ET_LOG`` messages and gflags' own ``ERROR:`` lines, in order."""
+    errors = []
+    for line in re.sub(r"\r+\n", "\n", output).splitlines():
+        if line.startswith("E ") and _ET_PREFIX.match(line):
+            errors.append(_ET_PREFIX.sub("", line).strip())
+        elif line.startswith("ERROR: "):  # gflags: "ERROR: unknown command line flag 'x'"
+            errors.append(line.strip())
+    return errors
+
+
+def parse_executor_runner(output: str) -> ExecutorRunnerResult:
+    """Parse ``executor_runner``'s log: the ``Model executed successfully`` line, or refuse with its error."""
+    found: dict[str, list] = {key: [] for key in _ET_LINES}
+    for line in re.sub(r"\r+\n", "\n", output).splitlines():
+        message = _ET_PREFIX.sub("", line).strip()
+        for key, pattern in _ET_LINES.items():
+            if (match := pattern.search(message)) is not None:
+                found[key].append(match.groups())
+    if not found["summary"]:
+        errors = executor_runner_errors(output)
+        reason = (f"it logged an error: {errors[0]!r}" if errors else
+                  "it printed no 'Model executed successfully' line (a crash, or the run was cut off?)")
+        raise BenchmarkOutputError("executor_runner", output, reason)
+    count_text, total_text = found["summary"][-1]
+    count, total = int(count_text), float(total_text)
+    if count == 0:
+        raise BenchmarkOutputError("executor_runner", output, "it executed the model 0 times "
+                                   "(--num_executions=0): nothing was measured")
+    if not math.isfinite(total) or total <= 0:
+        raise BenchmarkOutputError("executor_runner", output, f"its total execution time is {total:g} ms, "
+                                   "which is no measurement (a clock fault?)")
+    iterations = [float(ms) for _, of, ms in found["iteration"] if int(of) == count][-count:]
+    if iterations and len(iterations) != count:
+        iterations = []  # a cut or mixed log: the summary stands alone
+    return ExecutorRunnerResult(
+        count=count, total_ms=total, iterations_ms=iterations,
+        load_ms=float(found["load"][-1][0]) if found["load"] else None,
+        threads=int(found["threads"][-1][0]) if found["threads"] else None,
+        method=found["method"][-1][0] if found["method"] else None)

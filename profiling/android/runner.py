@@ -1,4 +1,5 @@
-"""Run a model on an Android phone with LiteRT's ``benchmark_model`` (binary or APK) or ``onnxruntime_perf_test``.
+"""Run a model on an Android phone with LiteRT's ``benchmark_model`` (binary or APK), ``onnxruntime_perf_test``
+or ExecuTorch's ``executor_runner``.
 
 The binary flow follows ``tensorflow/lite/tools/benchmark/README.md``: push the binary and the
 model to ``/data/local/tmp``, ``chmod +x``, run ``[taskset MASK] benchmark_model --graph=...``;
@@ -32,8 +33,9 @@ from typing import Callable
 
 from export.artifact import Artifact, git_commit, sha256_of
 from profiling.android.adb import REMOTE_TMP, Adb, AdbError, AdbTimeout, RemoteCommandError
-from profiling.android.parsers import (BenchmarkModelResult, BenchmarkOutputError, LogRecord, OrtPerfResult,
-                                       logcat_records, parse_benchmark_model, parse_ort_perf_test,
+from profiling.android.parsers import (BenchmarkModelResult, BenchmarkOutputError, ExecutorRunnerResult, LogRecord,
+                                       OrtPerfResult, logcat_records, parse_benchmark_model, parse_executor_runner,
+                                       parse_ort_perf_test,
                                        strip_log_prefixes)
 from profiling.android.thermal import (ThermalRecord, ThermalSettings, read_temperatures, read_temperatures_after,
                                        thermal_record, wait_for_cooldown)
@@ -286,7 +288,7 @@ def _run_tool(adb: Adb, command: str, timeout_s: float, binary: Path) -> tuple[i
 
 def _run_binary(adb: Adb, tool: str, binary: Path, model_path: Path, options: BenchmarkOptions,
                 thermal: ThermalSettings, argv: Callable[[str, str], list[str]],
-                parse: Callable[[str], BenchmarkModelResult | OrtPerfResult]) -> PhoneRun:
+                parse: Callable[[str], BenchmarkModelResult | OrtPerfResult | ExecutorRunnerResult]) -> PhoneRun:
     """Push ``binary`` and the model, run ``argv(remote binary, remote model)`` once (under taskset when
     ``options.pin_big_cores``) with temperatures and online cores read around it, and ``parse`` what it printed."""
     remote_model = _push_model(adb, Path(model_path))
@@ -414,6 +416,39 @@ def run_ort_perf_test(adb: Adb, model_path: Path, binary: Path, options: Benchma
                        parse_ort_perf_test)
 
 
+def run_executor_runner(adb: Adb, model_path: Path, binary: Path, options: BenchmarkOptions,
+                        thermal: ThermalSettings) -> PhoneRun:
+    """Push and run ExecuTorch's ``executor_runner --model_path=PTE --num_executions=N --cpu_threads=T`` once.
+
+    The runner feeds ones to the input (no input file is pushed) and logs each execution's time; the
+    XNNPACK threadpool is sized by ``--cpu_threads`` (builds with ``ET_USE_THREADPOOL``).
+    """
+    if options.use_gpu or options.use_nnapi:
+        raise UsageError("executor_runner runs the delegates compiled into the .pte (XNNPACK here): "
+                         "no --gpu or --nnapi")
+    return _run_binary(adb, "executor_runner", binary, model_path, options, thermal,
+                       lambda tool, model: [tool, f"--model_path={model}", f"--num_executions={options.num_runs}",
+                                            f"--cpu_threads={options.num_threads}", *options.extra_args],
+                       parse_executor_runner)
+
+
+def _executor_runner_stats(parsed: ExecutorRunnerResult) -> tuple[LatencyStats, int]:
+    """(stats, warm-up runs): with per-execution lines the first execution is the warm-up and the rest are
+    summarized; without them, the tool's mean over all executions."""
+    timed = parsed.iterations_ms[1:] if len(parsed.iterations_ms) > 1 else []
+    if not timed:
+        return LatencyStats.from_summary(count=parsed.count, mean_ms=parsed.mean_ms), 0
+    ordered = sorted(timed)
+
+    def pick(q: float) -> float:
+        return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+    mean = sum(timed) / len(timed)
+    std = (sum((t - mean) ** 2 for t in timed) / len(timed)) ** 0.5
+    return LatencyStats.from_summary(count=len(timed), mean_ms=mean, min_ms=ordered[0], max_ms=ordered[-1],
+                                     std_ms=std, median_ms=pick(0.5), p90_ms=pick(0.9), p99_ms=pick(0.99)), 1
+
+
 def op_profile_from_tables(parsed: BenchmarkModelResult) -> dict:
     """benchmark_model's regular-run "Summary by node type" in the shape ``python -m profiling show --ops ID`` reads."""
     rows = parsed.op_tables["by_node_type"]
@@ -454,7 +489,10 @@ def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: 
                       model_path: Path | None = None) -> LatencyResult:
     """One phone run as a ``LatencyResult`` (summary stats, temperatures and tool figures in ``extra``)."""
     parsed = run.parsed
-    if isinstance(parsed, OrtPerfResult):
+    if isinstance(parsed, ExecutorRunnerResult):
+        stats, warmup_runs = _executor_runner_stats(parsed)
+        runtime_version = "executor_runner"
+    elif isinstance(parsed, OrtPerfResult):
         percentiles = parsed.percentiles_ms
         stats = LatencyStats.from_summary(count=parsed.runs or options.num_runs, mean_ms=parsed.average_ms,
                                           min_ms=parsed.min_ms, max_ms=parsed.max_ms,
@@ -479,6 +517,8 @@ def to_latency_result(run: PhoneRun, *, device: DeviceInfo, model: str, format: 
         extra["runs_from"] = "the requested --num_runs: the tool printed no count of its timed runs"
     if (delegation := delegation_record(run, options)) is not None:
         extra["delegation"] = delegation
+    if isinstance(parsed, ExecutorRunnerResult) and not parsed.iterations_ms:
+        extra["runs_from"] = "the tool's total over all executions: this build prints no per-execution times"
     if isinstance(parsed, BenchmarkModelResult):
         if parsed.op_table_error is not None:
             extra["op_profile_error"] = parsed.op_table_error

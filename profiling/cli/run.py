@@ -44,7 +44,7 @@ from profiling.cli.common import (CliError, add_input_size_argument, flat_record
                                   split_list, start_run)
 from profiling.protocol import MeasureSettings
 from profiling.result import LatencyResult, new_run_id
-from profiling.runners import RUNNERS, coreml, litert, onnxruntime, torch_eager
+from profiling.runners import RUNNERS, coreml, executorch, litert, onnxruntime, torch_eager
 from profiling.sidecar import sidecar_path, write_sidecar
 from profiling.store import Store, StoreError
 
@@ -60,7 +60,7 @@ class Job:
     """One measurement to make."""
 
     model: str  # registry name
-    format: str  # a key of profiling.runners.RUNNERS: onnx / tflite / coreml / torch
+    format: str  # a key of profiling.runners.RUNNERS: onnx / tflite / coreml / executorch / torch
     threads: int  # runtime threads
     options: object  # the runner's options (OrtOptions, LiteRtOptions, CoreMlOptions, TorchOptions)
     variant: str | None = None  # tflite: "xnnpack"/"builtin"; coreml: compute units
@@ -78,6 +78,7 @@ CONFIGURATIONS: dict[str, Callable[[argparse.Namespace], list[tuple[str | None, 
                             for name in XNNPACK_CHOICES[args.xnnpack]],
     "coreml": lambda args: [(unit, coreml.CoreMlOptions(compute_units=unit))
                             for unit in split_list(args.compute_units, coreml.COMPUTE_UNITS, "compute unit")],
+    "executorch": lambda args: [(None, executorch.ExecuTorchRunOptions())],
     "torch": lambda args: [(None, torch_eager.TorchOptions(input_size=args.input_size, weights=args.weights))],
 }
 

@@ -2,6 +2,7 @@
 
 - ``onnxruntime``  ONNX artifacts on ONNX Runtime's CPU provider (threads, graph optimization, op profile)
 - ``litert``       TFLite artifacts on the ai-edge-litert interpreter (threads, XNNPACK on/off)
+- ``executorch``   ExecuTorch .pte programs on the ExecuTorch Python runtime (threads: its threadpool)
 - ``coreml``       Core ML artifacts through coremltools (macOS only; compute units)
 - ``torch_eager``  the baseline: a registry model in eager PyTorch (``measure(model_name, settings)``)
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from profiling.result import LatencyResult
-from profiling.runners import coreml, litert, onnxruntime, torch_eager
+from profiling.runners import coreml, executorch, litert, onnxruntime, torch_eager
 
 
 @dataclass(frozen=True)
@@ -36,5 +37,6 @@ RUNNERS: dict[str, HostRunner] = {runner.format: runner for runner in (
     HostRunner("onnx", "onnxruntime", onnxruntime.measure),
     HostRunner("tflite", "litert", litert.measure),
     HostRunner("coreml", "coreml", coreml.measure, takes_threads=False),
+    HostRunner("executorch", "executorch", executorch.measure),
     HostRunner("torch", "torch", torch_eager.measure, takes_artifact=False),
 )}

@@ -16,6 +16,7 @@ INSTALL_HINTS: dict[str, str] = {
     "onnxruntime": "pip install onnxruntime",
     "ai-edge-litert": "pip install ai-edge-litert",
     "coremltools": "pip install 'coremltools==9.0'",
+    "executorch": "pip install 'executorch==1.5.1'",
 }
 
 

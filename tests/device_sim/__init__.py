@@ -2,7 +2,7 @@
 
 ``make_sandbox(root, ...)`` lays out a fake phone (properties, CPU max frequencies, thermal zones,
 battery) under ``root`` and writes small shell wrappers into ``root/bin``: ``adb`` (put that folder
-first on PATH), ``benchmark_model`` and ``onnxruntime_perf_test`` (pass them as the user's
+first on PATH), ``benchmark_model``, ``onnxruntime_perf_test`` and ``executor_runner`` (pass them as the user's
 ``--binary``; they run the pushed model with ai-edge-litert / onnxruntime on this host, or with
 ``ADB_SIM_TIMING=synthetic`` time a stand-in in microseconds without loading anything, and print
 the tools' documented output). See ``adb.py`` for the emulated commands and the fault injection
@@ -94,6 +94,7 @@ def make_sandbox(root: Path, devices: dict[str, dict] | None = None) -> dict[str
     _wrapper(bin_dir / "adb", "adb.py")
     _wrapper(bin_dir / "benchmark_model", "benchmark_model.py")
     _wrapper(bin_dir / "onnxruntime_perf_test", "onnxruntime_perf_test.py")
+    _wrapper(bin_dir / "executor_runner", "executor_runner.py")
     tools = root / "tools"  # what the phone's shell finds on its PATH
     tools.mkdir(exist_ok=True)
     for tool in ("getprop", "dumpsys", "am", "logcat", "taskset", "pidof"):

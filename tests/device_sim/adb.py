@@ -22,7 +22,7 @@ A fault written ``NAME@N`` fires on the N-th matching command only (counted per 
 - ``hot``: every benchmark run heats the phone by ``ADB_SIM_HEAT_C`` degrees (default 8).
 
 The tools' own faults (``garbage``, ``zero_runs``, ``nan``, ``no_final_newline``, ...) are listed in
-``benchmark_model.py`` and ``onnxruntime_perf_test.py``. A device the test "reconnects" is one whose
+``benchmark_model.py``, ``onnxruntime_perf_test.py`` and ``executor_runner.py``. A device the test "reconnects" is one whose
 ``gone`` file it deletes.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(os.environ["ADB_SIM_ROOT"])
 FAULT_SERIAL = os.environ.get("ADB_SIM_FAULT_SERIAL")
-BENCHMARK_TOOLS = ("benchmark_model", "onnxruntime_perf_test")
+BENCHMARK_TOOLS = ("benchmark_model", "onnxruntime_perf_test", "executor_runner")
 DETAILS = "product:panther model:{model} device:panther transport_id:{tid}"
 
 
