@@ -94,17 +94,20 @@ def _folder(root: Path) -> list[tuple[Path, int]]:
         extra = f" (it holds {len(loose)} loose file(s): images go in class folders)" if loose else ""
         raise DatasetError(f"--data {root} has no class folders{extra}; expected {root}/n01440764/*.JPEG "
                            f"or {root}/0/*.png, or a path,label list file")
-    bad = []
+    bad, unknown = [], []
     items = []
     for folder in class_dirs:
         try:
             label = parse_label(folder.name, str(folder))
         except DatasetError:
-            bad.append(folder.name)
+            (unknown if SYNSET_PATTERN.match(folder.name) else bad).append(folder.name)
             continue
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             items += [(Path(dirpath) / name, label) for name in sorted(filenames) if not name.startswith(".")]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise DatasetError(f"--data {root}: synset(s) {shown} are not one of the 1000 ImageNet-1k classes")
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise DatasetError(f"--data {root}: folder name(s) {shown} are neither ImageNet synset ids nor class indices")
