@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.artifact import Artifact
+from export.artifact import Artifact, load_artifact, sha256_of
+from export.coreml.evaluator import MILEvaluator
 from profiling.errors import UsageError
+from profiling.runners.litert import quantize_input
 
 Logits = Callable[[np.ndarray], np.ndarray]  # (n, 3, H, W) float32 NCHW -> (n, classes) float32
 
@@ -167,7 +169,6 @@ def onnx_forward(artifact: Artifact, threads: int = 0) -> Logits:
 def tflite_forward(artifact: Artifact, threads: int = 0) -> Logits:
     """The ai-edge-litert interpreter; int8 inputs quantized and outputs dequantized with the file's scales."""
     from ai_edge_litert import interpreter as litert
-    from profiling.runners.litert import quantize_input
     interpreter = litert.Interpreter(model_path=str(artifact.path), num_threads=threads or None)
     interpreter.allocate_tensors()
     input_detail = interpreter.get_input_details()[0]
@@ -192,7 +193,6 @@ def tflite_forward(artifact: Artifact, threads: int = 0) -> Logits:
 
 def coreml_forward(artifact: Artifact) -> Logits:
     """The ML program evaluated by the project's numpy MIL evaluator (no macOS needed; slow: use --limit)."""
-    from export.coreml.evaluator import MILEvaluator
     if artifact.options.get("image_input"):
         raise UsageError(f"{artifact.path} takes an image input; evaluate a Core ML export with a tensor input")
     evaluator = MILEvaluator(artifact.path)
@@ -265,7 +265,6 @@ def evaluate(model: str, targets: list[Target], batches, images: int, on_batch: 
 
 def artifact_from_path(path: str | Path) -> Artifact:
     """An exported artifact by its path, its manifest beside it; refused when the file changed since export."""
-    from export.artifact import load_artifact, sha256_of
     path = Path(path)
     if not path.exists():
         raise UsageError(f"--artifact {path} does not exist")

@@ -334,3 +334,21 @@ def test_identical_artifact_agrees_and_a_scaled_one_does_not(tmp_path, capsys):
     with Store(db, readonly=True) as store:
         assert [r["artifact_sha256"] for r in store.query_accuracy(form="artifact")] == [same["artifact_sha256"],
                                                                                          scaled.sha256]
+
+
+@pytest.mark.fast
+def test_accuracy_rows_land_in_one_transaction_or_not_at_all(tmp_path):
+    from profiling.accuracy import AccuracyResult
+    common = dict(model="m", format="torch", precision="fp32", runtime="torch", dataset="d", dataset_sha256="s",
+                  images=2, evaluated=2, skipped=0, top1=50.0, top5=100.0, agreement=100.0, mean_abs_dev=0.0,
+                  max_abs_dev=0.0, top1_drop=0.0, images_per_s=1.0, input_shape=[1, 3, 32, 32], crop_pct=0.95,
+                  interpolation="bicubic", run_id="r1")
+    good = AccuracyResult(form="training", **common)
+    bad = AccuracyResult(form="deploy", **{**common, "top1": None})  # NOT NULL: the insert fails
+    with Store(tmp_path / "r.db") as store:
+        with pytest.raises(sqlite3.IntegrityError):
+            store.insert_accuracy([good, bad])
+        assert store.query_accuracy() == [] and store.runs() == []
+        store.insert_accuracy([good], label="ok", command="python -m profiling accuracy m")
+        (row,) = store.query_accuracy(run_id="r1")
+        assert row["form"] == "training" and row["id"] == good.id and store.runs()[0]["label"] == "ok"
