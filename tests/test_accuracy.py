@@ -352,3 +352,29 @@ def test_accuracy_rows_land_in_one_transaction_or_not_at_all(tmp_path):
         store.insert_accuracy([good], label="ok", command="python -m profiling accuracy m")
         (row,) = store.query_accuracy(run_id="r1")
         assert row["form"] == "training" and row["id"] == good.id and store.runs()[0]["label"] == "ok"
+
+
+# -- models predict -------------------------------------------------------------------------------
+
+@pytest.mark.fast
+def test_models_predict_gives_the_top5_names_and_probabilities(tmp_path, capsys):
+    from models.__main__ import main as models_cli
+    _image(tmp_path / "a.png", seed=5, size=(50, 70))
+    Image.open(tmp_path / "a.png").convert("L").save(tmp_path / "gray.png")
+    assert models_cli(["predict", "repvit_m0_9", str(tmp_path / "a.png"), str(tmp_path / "gray.png"), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    spec = models.model_spec("repvit_m0_9")
+    torch.manual_seed(0)
+    model = models.create_model("repvit_m0_9").eval()
+    for record, name in zip(document["predictions"], ("a.png", "gray.png")):
+        with torch.no_grad():
+            probabilities = torch.softmax(model(torch.from_numpy(preprocess_file(tmp_path / name, spec))[None])[0]
+                                          .double(), 0)
+        expected = sorted(range(1000), key=lambda c: (-float(probabilities[c]), c))[:5]
+        assert [e["index"] for e in record["top5"]] == expected
+        assert [e["name"] for e in record["top5"]] == [imagenet.classes()[i].name for i in expected]
+        np.testing.assert_allclose([e["probability"] for e in record["top5"]],
+                                   [float(probabilities[i]) for i in expected], rtol=1e-5)
+    capsys.readouterr()
+    assert models_cli(["predict", "repvit_m0_9", str(tmp_path / "missing.png")]) == 2
+    assert "no such image file" in capsys.readouterr().err
