@@ -8,6 +8,8 @@ of each model is kept, and the report shows:
 - ``latency_vs_gmacs.png``, ``latency_vs_params.png``  with the Spearman rank correlation per
   configuration (how well MACs or parameters order the models by real latency here);
 - ``top1_vs_latency.png``  published ImageNet top-1 against measured latency, Pareto front drawn;
+- ``measured_top1_vs_latency.png`` and a table: the measured top-1 of the very artifacts measured
+  (``profiling accuracy`` rows joined by sha256; see ``profiling.report_accuracy``), int8 drops flagged;
 - a table of the papers' device latencies (``ModelSpec.published_latency_ms``) beside ours.
 
 A phone measurement whose delegate (GPU, NNAPI, XNNPACK) took only part of the graph, or none of
@@ -28,6 +30,7 @@ from typing import Callable
 
 import models
 from mobilelat.paths import output_dir
+from profiling import report_accuracy
 from profiling.errors import UsageError
 from profiling.report_plots import latency_bars, scatter_panels, wrap_title
 from profiling.result import LatencyResult
@@ -167,11 +170,12 @@ def parameter_form(grouped: dict[str, dict[str, LatencyResult]], facts: dict[str
 
 
 def build_report(results: list[LatencyResult], out_dir: str | Path, title: str = "mobilelat latency report",
-                 source: str = "") -> Path:
+                 source: str = "", accuracy: list[dict] | None = None) -> Path:
     """Write ``report.md`` and its PNG plots into ``out_dir``; returns the markdown path.
 
     ``out_dir`` is created if missing, and removed again if the report fails or is interrupted
-    before anything lands in it.
+    before anything lands in it. ``accuracy``: the store's accuracy rows (``Store.query_accuracy``),
+    joined to the measured artifacts by sha256 (``profiling.report_accuracy``).
     """
     if not results:
         raise UsageError("no measurements to report; run `python -m profiling run MODEL` first or widen the filters")
@@ -184,11 +188,11 @@ def build_report(results: list[LatencyResult], out_dir: str | Path, title: str =
     import matplotlib.pyplot as plt
 
     with output_dir(out_dir) as out_dir:
-        return _write_report(plt, results, grouped, out_dir, title, source)
+        return _write_report(plt, results, grouped, out_dir, title, source, accuracy or [])
 
 
 def _write_report(plt, results: list[LatencyResult], grouped: dict[str, dict[str, LatencyResult]], out_dir: Path,
-                  title: str, source: str) -> Path:
+                  title: str, source: str, accuracy: list[dict]) -> Path:
     model_order = list(dict.fromkeys(r.model for r in results))
     facts = {m: model_facts(m) for m in model_order}
     labels = sorted(grouped)
@@ -235,7 +239,11 @@ def _write_report(plt, results: list[LatencyResult], grouped: dict[str, dict[str
                         fronts={label: [(lat, acc) for _, lat, acc in front] for label, front in fronts.items()}),
          "top1_vs_latency.png")
 
-    markdown = _markdown(title, source, results, grouped, labels, model_order, facts, rho_rows, fronts, plots)
+    # 5. measured accuracy of the same artifacts against their latency
+    measured = report_accuracy.write_section(plt, grouped, accuracy, lambda m: model_facts(m).top1, save, setting,
+                                             pareto_front)
+    markdown = _markdown(title, source, results, grouped, labels, model_order, facts, rho_rows, fronts, plots,
+                         measured)
     report_path = out_dir / "report.md"
     _write_atomic(report_path, lambda tmp: tmp.write_text(markdown))
     return report_path
@@ -287,7 +295,8 @@ def setup_section(grouped: dict[str, dict[str, LatencyResult]], labels: list[str
 def _markdown(title: str, source: str, results: list[LatencyResult], grouped: dict[str, dict[str, LatencyResult]],
               labels: list[str], model_order: list[str], facts: dict[str, ModelFacts],
               rho_rows: list[tuple[str, int, float | None, float | None]],
-              fronts: dict[str, list[tuple[str, float, float]]], plots: dict[str, Path]) -> str:
+              fronts: dict[str, list[tuple[str, float, float]]], plots: dict[str, Path],
+              measured: list[str] | None = None) -> str:
     lines = [f"# {title}", ""]
     if source:
         lines += [source, ""]
@@ -330,15 +339,17 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
         lines.append(f"| {label} | {count} | {fmt(rho_macs, '{:+.3f}')} | {fmt(rho_params, '{:+.3f}')} |")
     lines += ["", "![latency vs GMACs](latency_vs_gmacs.png) ![latency vs params](latency_vs_params.png)", ""]
 
-    lines += ["## Accuracy against latency", "", "![top-1 vs latency](top1_vs_latency.png)", ""]
+    lines += ["## Published accuracy against latency", "", "![top-1 vs latency](top1_vs_latency.png)", "",
+              "The papers' top-1 (published, full ImageNet-1k validation set), not measured here.", ""]
     if fronts:
-        lines += ["Pareto-optimal models (no other model is both faster and more accurate):", ""]
+        lines += ["Pareto-optimal models on published top-1 (no other model is both faster and more accurate):", ""]
         for label, front in fronts.items():
             lines.append(f"- {label}: " + ", ".join(f"{m} ({lat:.3f} ms, {acc:.1f}%)" for m, lat, acc in front))
     else:
         lines.append("No measured model has a published top-1 in the registry.")
 
-    lines += ["", "## Published device latencies beside measured ones", "",
+    lines += [""] + (measured or [])
+    lines += ["## Published device latencies beside measured ones", "",
               "The papers measured on their own devices (named in the table: phones, or a Jetson Nano); host figures are not expected to "
               "match, but the ORDER of the models should.", "",
               "| model | published ms | published on | " + " | ".join(labels) + " |",

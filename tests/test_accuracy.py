@@ -378,3 +378,42 @@ def test_models_predict_gives_the_top5_names_and_probabilities(tmp_path, capsys)
     capsys.readouterr()
     assert models_cli(["predict", "repvit_m0_9", str(tmp_path / "missing.png")]) == 2
     assert "no such image file" in capsys.readouterr().err
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+def _accuracy_row(model, sha, precision, top1, drop, form="artifact", fmt="onnx"):
+    from profiling.accuracy import AccuracyResult
+    return AccuracyResult(model=model, form=form, format=fmt, precision=precision, runtime="onnxruntime",
+                          dataset="val", dataset_sha256="s", images=100, evaluated=100, skipped=0, top1=top1,
+                          top5=top1 + 10, agreement=99.0, mean_abs_dev=0.01, max_abs_dev=0.1, top1_drop=drop,
+                          images_per_s=50.0, input_shape=[1, 3, 224, 224], crop_pct=0.95, interpolation="bicubic",
+                          artifact_sha256=sha, run_id="acc")
+
+
+@pytest.mark.fast
+def test_report_joins_measured_top1_by_sha_draws_the_front_and_flags_int8(tmp_path):
+    from test_store import make_result
+    db = tmp_path / "r.db"
+    with Store(db) as store:  # three artifacts: a is fast and accurate, b slower and worse, c (int8) fastest
+        store.insert_many([make_result(model="repvit_m0_9", median=2.0, artifact_sha256="a" * 64),
+                           make_result(model="repvit_m1_0", median=3.0, artifact_sha256="b" * 64),
+                           make_result(model="repvit_m1_1", median=1.0, artifact_sha256="c" * 64,
+                                       precision="int8_dynamic")])
+        store.insert_accuracy([_accuracy_row("repvit_m0_9", "a" * 64, "fp32", 78.0, 0.1),
+                               _accuracy_row("repvit_m1_0", "b" * 64, "fp32", 70.0, 0.0),
+                               _accuracy_row("repvit_m1_1", "c" * 64, "int8_dynamic", 60.0, 1.5),
+                               _accuracy_row("repvit_m1_5", "d" * 64, "fp32", 90.0, 0.0)])  # never measured
+    out = tmp_path / "report"
+    assert cli(["report", "--db", str(db), "--out", str(out)]) == 0
+    assert (out / "measured_top1_vs_latency.png").read_bytes().startswith(b"\x89PNG")
+    markdown = (out / "report.md").read_text()
+    section = markdown.split("## Measured accuracy beside latency", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| repvit")]
+    assert [row.split(" | ")[0][2:] for row in rows] == ["repvit_m0_9", "repvit_m1_0", "repvit_m1_1"]
+    assert "| 78.00 |" in rows[0] and rows[0].endswith("| 78.7 |")  # published top-1 in its own column
+    assert "+1.50 **FLAG**" in rows[2] and "FLAG" not in rows[0] + rows[1]
+    fronts = [line for line in section.splitlines() if line.startswith("- ")]
+    assert len(fronts) == 2  # one per configuration: fp32 and int8_dynamic
+    fp32 = next(line for line in fronts if "repvit_m0_9" in line)
+    assert "repvit_m1_0" not in fp32 and any("repvit_m1_1" in line for line in fronts)

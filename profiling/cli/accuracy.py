@@ -27,13 +27,13 @@ from models.registry import resolve_name
 from profiling.artifacts import DEFAULT_ARTIFACTS, EXPORTERS, find_artifact
 from profiling.cli.common import CliError, add_input_size_argument, split_list
 from profiling.dataset import iter_batches, load_dataset
+from profiling.report_accuracy import INT8_DROP_FLAG
 from profiling.result import host_device, new_run_id
 from profiling.store import Store
 
 HELP = "top-1/top-5 of the training form, the deploy form and each artifact on labelled images (stored)"
 FORMATS = ("torch", "onnx", "tflite", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_full")
-INT8_DROP_FLAG = 1.0  # points of top-1 an int8 artifact may lose against fp32 before it is flagged
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
