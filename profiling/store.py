@@ -139,40 +139,19 @@ CREATE TABLE jobs (
     "CREATE UNIQUE INDEX measurements_import_key ON measurements (import_key) WHERE import_key IS NOT NULL",
 ]
 
+# One row per target `profiling accuracy` evaluated (see profiling.accuracy.AccuracyResult for each column):
+# form is training (eval mode) / deploy / artifact; artifact_sha256 links it to the measurements of the same file;
+# weights NULL means random initialisation; images (listed) is the denominator of top1/top5, in percent;
+# skipped files count as misses; agreement, mean/max_abs_dev and top1_drop are against the training form;
+# input_shape and extra are JSON. Written without SQL comments: the schema must stay on the first page.
 _V4_ACCURACY = [
-    """
-CREATE TABLE accuracy (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created_at TEXT NOT NULL,            -- ISO-8601 UTC
-    git_commit TEXT,
-    run_id TEXT,
-    model TEXT NOT NULL,
-    form TEXT NOT NULL,                  -- training (eval mode) / deploy / artifact
-    format TEXT NOT NULL,                -- torch / onnx / tflite / coreml
-    precision TEXT NOT NULL,
-    runtime TEXT NOT NULL,
-    artifact_sha256 TEXT,                -- links the row to the measurements of the same file
-    artifact_path TEXT,
-    weights TEXT,                        -- the checkpoint evaluated, NULL: random initialisation
-    dataset TEXT NOT NULL,               -- the --data path as given
-    dataset_sha256 TEXT NOT NULL,        -- of the (path, label) list evaluated
-    images INTEGER NOT NULL,             -- listed: the denominator of top1 / top5
-    evaluated INTEGER NOT NULL,
-    skipped INTEGER NOT NULL,            -- not decodable, counted as misses
-    top1 REAL NOT NULL,                  -- percent
-    top5 REAL NOT NULL,
-    agreement REAL NOT NULL,             -- percent of evaluated images with the training form's top-1
-    mean_abs_dev REAL NOT NULL,          -- |logit - training-form logit|
-    max_abs_dev REAL NOT NULL,
-    top1_drop REAL NOT NULL,             -- training-form top1 - top1, points
-    images_per_s REAL NOT NULL,
-    input_shape TEXT NOT NULL,           -- JSON list
-    crop_pct REAL NOT NULL,
-    interpolation TEXT NOT NULL,
-    extra TEXT NOT NULL                  -- JSON: skipped files and reasons
-)
-""",
-    "CREATE INDEX accuracy_model ON accuracy (model, format, precision)",
+    "CREATE TABLE accuracy (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, git_commit TEXT, "
+    "run_id TEXT, model TEXT NOT NULL, form TEXT NOT NULL, format TEXT NOT NULL, precision TEXT NOT NULL, "
+    "runtime TEXT NOT NULL, artifact_sha256 TEXT, artifact_path TEXT, weights TEXT, dataset TEXT NOT NULL, "
+    "dataset_sha256 TEXT NOT NULL, images INTEGER NOT NULL, evaluated INTEGER NOT NULL, skipped INTEGER NOT NULL, "
+    "top1 REAL NOT NULL, top5 REAL NOT NULL, agreement REAL NOT NULL, mean_abs_dev REAL NOT NULL, "
+    "max_abs_dev REAL NOT NULL, top1_drop REAL NOT NULL, images_per_s REAL NOT NULL, input_shape TEXT NOT NULL, "
+    "crop_pct REAL NOT NULL, interpolation TEXT NOT NULL, extra TEXT NOT NULL)",
     "CREATE INDEX accuracy_artifact ON accuracy (artifact_sha256)",
 ]
 
