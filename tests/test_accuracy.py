@@ -271,6 +271,8 @@ def test_accuracy_command_stores_rows_that_match_a_torch_loop(tmp_path, capsys):
         (run,) = store.runs()
     assert [r["form"] for r in rows] == ["training", "deploy"] and rows[0]["crop_pct"] == 0.95
     assert rows[0]["input_shape"] == [1, 3, 32, 32] and run["run_id"] == document["run_id"]
+    assert cli(["show", "--accuracy", "--db", str(db), "--as", "json", "--run", "latest"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
 
 
 @pytest.mark.fast

@@ -153,21 +153,23 @@ def _evaluate_model(name: str, formats: list[str], explicit: list[Artifact], dat
     return results
 
 
-def _table(results: list[AccuracyResult]) -> Table:
-    table = Table(title=f"accuracy on {results[0].dataset} ({results[0].images} images)")
+def accuracy_table(rows: list[dict], title: str) -> Table:
+    """Accuracy rows (``AccuracyResult.to_dict()`` or ``Store.query_accuracy``) as a rich table; an int8 drop
+    over INT8_DROP_FLAG points in red."""
+    table = Table(title=title)
     for column, justify in (("id", "right"), ("model", "left"), ("target", "left"), ("runtime", "left"),
                             ("top-1 %", "right"), ("top-5 %", "right"), ("agree %", "right"),
                             ("mean |dev|", "right"), ("max |dev|", "right"), ("drop", "right"),
-                            ("img/s", "right"), ("skipped", "right")):
+                            ("img/s", "right"), ("images", "right"), ("skipped", "right")):
         table.add_column(column, justify=justify)
-    for r in results:
-        target = f"{r.format}/{r.precision}" + (f" ({r.form})" if r.format == "torch" else "")
-        drop = f"{r.top1_drop:+.2f}"
-        if r.precision.startswith("int8") and r.top1_drop > INT8_DROP_FLAG:
+    for r in rows:
+        target = f"{r['format']}/{r['precision']}" + (f" ({r['form']})" if r["format"] == "torch" else "")
+        drop = f"{r['top1_drop']:+.2f}"
+        if r["precision"].startswith("int8") and r["top1_drop"] > INT8_DROP_FLAG:
             drop = f"[red]{drop} (>{INT8_DROP_FLAG:g})[/red]"
-        table.add_row(str(r.id or ""), r.model, target, r.runtime, f"{r.top1:.2f}", f"{r.top5:.2f}",
-                      f"{r.agreement:.2f}", f"{r.mean_abs_dev:.2e}", f"{r.max_abs_dev:.2e}", drop,
-                      f"{r.images_per_s:.1f}", str(r.skipped))
+        table.add_row(str(r["id"] or ""), r["model"], target, r["runtime"], f"{r['top1']:.2f}", f"{r['top5']:.2f}",
+                      f"{r['agreement']:.2f}", f"{r['mean_abs_dev']:.2e}", f"{r['max_abs_dev']:.2e}", drop,
+                      f"{r['images_per_s']:.1f}", str(r["images"]), str(r["skipped"]))
     return table
 
 
@@ -188,7 +190,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.emit_json({"run_id": run_id, "db": str(args.db), "dataset": str(args.data), "images": len(dataset),
                            "skipped": skipped, "results": [r.to_dict() for r in stored]})
         return 0
-    console.print(_table(stored))
+    console.print(accuracy_table([r.to_dict() for r in stored],
+                                 f"accuracy on {stored[0].dataset} ({stored[0].images} images)"))
     if skipped:
         first = stored[0].extra["skipped_files"][0]
         console.print(escape(f"{skipped} file(s) could not be decoded and count as misses "
