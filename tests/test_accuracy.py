@@ -419,3 +419,15 @@ def test_report_joins_measured_top1_by_sha_draws_the_front_and_flags_int8(tmp_pa
     assert len(fronts) == 2  # one per configuration: fp32 and int8_dynamic
     fp32 = next(line for line in fronts if "repvit_m0_9" in line)
     assert "repvit_m1_0" not in fp32 and any("repvit_m1_1" in line for line in fronts)
+
+
+@pytest.mark.slow  # a litert-torch conversion of the tiny network
+def test_onnx_and_tflite_forwards_match_the_torch_network(tmp_path):
+    from profiling.accuracy import onnx_forward, tflite_forward, torch_forward
+    from profiling_helpers import tiny_module, tiny_onnx, tiny_tflite
+    inputs = np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)
+    expected = torch_forward(tiny_module())(inputs)
+    for artifact, forward in ((tiny_onnx(tmp_path), onnx_forward), (tiny_tflite(tmp_path), tflite_forward)):
+        logits = forward(artifact)(inputs)
+        assert logits.shape == (3, 10)
+        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4, err_msg=artifact.format)
