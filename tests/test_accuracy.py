@@ -431,3 +431,18 @@ def test_onnx_and_tflite_forwards_match_the_torch_network(tmp_path):
         logits = forward(artifact)(inputs)
         assert logits.shape == (3, 10)
         np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4, err_msg=artifact.format)
+
+
+@pytest.mark.fast
+def test_non_square_sizes_scale_by_one_factor_as_timm_resize_keep_ratio():
+    import dataclasses
+    spec = dataclasses.replace(models.model_spec("repvit_m0_9").with_input_size(160, 224), crop_pct=0.9)
+    image = Image.fromarray(np.random.default_rng(7).integers(0, 256, (300, 500, 3), dtype=np.uint8))
+    # timm ResizeKeepRatio(longest=0) to floor((160, 224) / 0.9) = (177, 248): ratio = min(300/177, 500/248)
+    ratio = min(300 / 177, 500 / 248)
+    new_h, new_w = round(300 / ratio), round(500 / ratio)
+    resized = np.asarray(image.resize((new_w, new_h), Image.BICUBIC))
+    top, left = int(round((new_h - 160) / 2.0)), int(round((new_w - 224) / 2.0))
+    crop = resized[top:top + 160, left:left + 224].astype(np.float32) / 255
+    expected = ((crop - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)).transpose(2, 0, 1)
+    np.testing.assert_allclose(preprocess(image, spec), expected, atol=1e-6, rtol=0)
