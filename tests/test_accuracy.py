@@ -287,7 +287,8 @@ def test_one_class_folder(tmp_path, capsys):
 
 @pytest.mark.fast
 @pytest.mark.parametrize("args", [["--data", "MISSING"], ["--data", "EMPTY"], ["--data", "DATA", "--limit", "0"],
-                                  ["--data", "DATA", "--formats", "torch,caffe"], ["--data", "OUTSIDE"]])
+                                  ["--data", "DATA", "--formats", "torch,caffe"], ["--data", "OUTSIDE"],
+                                  ["--data", "DATA", "--formats", "onnx,tflite", "--precision", "int8_dynamic"]])
 def test_bad_input_is_exit_2_and_writes_nothing(tmp_path, capsys, args):
     (tmp_path / "EMPTY").mkdir()
     _folder(tmp_path / "DATA", per_class=1)

@@ -20,6 +20,7 @@ from rich.table import Table
 import models
 import reparam
 from export.artifact import Artifact, git_commit
+from export.capabilities import CAPABILITIES
 from mobilelat.console import Console, add_output_flags
 from models.preprocess import preprocess_file
 from profiling.accuracy import AccuracyResult, Target, artifact_from_path, artifact_target, evaluate, torch_forward
@@ -72,6 +73,11 @@ def _check(args: argparse.Namespace) -> tuple[list[str], list[str], dict[str, li
         raise CliError(f"--artifact for {', '.join(unknown)}, which is not among the models named")
     if args.precision != "fp32" and all(f == "torch" for f in formats) and not explicit:
         raise CliError("--precision applies to artifacts; add onnx, tflite or coreml to --formats")
+    refused = [f for f in formats if f != "torch" and args.precision not in CAPABILITIES[f].precisions]
+    if refused:
+        takes = "; ".join(f"{f} takes {', '.join(CAPABILITIES[f].precisions)}" for f in refused)
+        raise CliError(f"--precision {args.precision} cannot be exported to {', '.join(refused)} ({takes}); "
+                       f"drop the format or choose another precision")
     if args.limit is not None and args.limit < 1:
         raise CliError(f"--limit must be >= 1, got {args.limit}")
     if args.batch_size < 1:
