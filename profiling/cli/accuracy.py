@@ -84,6 +84,8 @@ def _check(args: argparse.Namespace) -> tuple[list[str], list[str], dict[str, li
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.weights is not None and not Path(args.weights).exists():
         raise CliError(f"--weights {args.weights} does not exist")
+    if args.calibration_dir is not None and (args.precision != "int8_full" or "tflite" not in formats):
+        raise CliError("--calibration-dir is used only by TFLite exports at --precision int8_full")
     if args.calibration_dir is not None and not Path(args.calibration_dir).is_dir():
         raise CliError(f"--calibration-dir {args.calibration_dir} is not a folder")
     return names, formats, explicit
