@@ -38,6 +38,9 @@ class Artifact:
     options: dict = field(default_factory=dict)  # format options used (dynamic_batch, image_input, ...)
     export_seconds: float = 0.0  # wall time of conversion plus parity
     created_at: str = ""  # ISO-8601 UTC
+    # the evaluation transform the phone app and `profiling accuracy` apply before mean/std (ModelSpec)
+    crop_pct: float | None = None  # resize the shorter side to floor(size / crop_pct), center crop; None: older manifest
+    interpolation: str | None = None  # the resize filter ("bicubic", "bilinear")
 
     @property
     def manifest_path(self) -> Path:

@@ -270,6 +270,7 @@ def _describe(handler: FormatHandler, deploy: nn.Module, spec: ModelSpec, option
         input_name=spec.input_name, input_shape=_input_shape(spec, layout),
         input_layout=layout, output_name=spec.output_name,
         mean=[float(m) for m in spec.mean], std=[float(s) for s in spec.std],
+        crop_pct=float(spec.crop_pct), interpolation=spec.interpolation,
         params=int(count_params(deploy)), macs=_count_macs(deploy, spec),
         reparameterized=bool(options.reparameterize), sha256=sha256_of(tmp), size_bytes=size_on_disk(tmp),
         tool_versions=dict(handler.tool_versions()), git_commit=git_commit(), parity=report.to_dict(),

@@ -1,11 +1,13 @@
-"""``python -m models``: list the registry, show one model in full (``--json``: one JSON document), or
-convert a checkpoint to our layout."""
+"""``python -m models``: list the registry, show one model in full (``--json``: one JSON document),
+convert a checkpoint to our layout, or predict the top-5 classes of images (``predict``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
 from rich.markup import escape
 from rich.table import Table
 
@@ -15,7 +17,10 @@ from mobilelat.errors import UsageError
 from mobilelat.paths import check_output_file
 from models import registry
 from models.complexity import count_macs, count_params
+from models.imagenet import class_name, classes
+from models.preprocess import preprocess_file
 from models.registry import create_model, list_models, model_spec
+from profiling.accuracy import artifact_from_path, artifact_target, torch_forward
 
 
 def _measure(name: str) -> tuple[int, int]:
@@ -113,7 +118,57 @@ def cmd_convert(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "info": cmd_info, "convert-weights": cmd_convert}
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits.astype(np.float64) - logits.max())
+    return shifted / shifted.sum()
+
+
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    """Top-5 classes and probabilities of each image: the registry model (``--weights``) or an artifact."""
+    name = registry.resolve_name(args.name)
+    spec = model_spec(name)
+    missing = [str(path) for path in args.images if not path.is_file()]
+    if missing:
+        raise UsageError(f"no such image file: {', '.join(missing)}")
+    if args.artifact is not None:
+        artifact = artifact_from_path(args.artifact)
+        if artifact.model != name:
+            raise UsageError(f"--artifact {args.artifact} is an export of {artifact.model}, not {name}")
+        shape = artifact.input_shape
+        height, width = (shape[1], shape[2]) if artifact.input_layout == "NHWC" else (shape[-2], shape[-1])
+        spec = spec.with_input_size(height, width)
+        forward, source = artifact_target(artifact).forward, f"{artifact.format}/{artifact.precision} {args.artifact}"
+    else:
+        if args.weights is None:
+            console.note("[yellow]no --weights: a randomly initialised model; its predictions mean nothing[/yellow]")
+        torch.manual_seed(0)  # without --weights, the same random model every time
+        forward, source = torch_forward(create_model(name, weights=args.weights).eval()), "torch"
+    records = []
+    for path in args.images:
+        try:
+            pixels = preprocess_file(path, spec)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise UsageError(f"{path}: not an image Pillow can read ({error})") from None
+        probabilities = _softmax(np.asarray(forward(pixels[None]), dtype=np.float32).reshape(-1))
+        top = np.argsort(-probabilities, kind="stable")[:5]
+        records.append({"image": str(path), "top5": [
+            {"index": int(i), "synset": classes()[i].synset if spec.num_classes == 1000 else None,
+             "name": class_name(int(i), spec.num_classes), "probability": float(probabilities[i])} for i in top]})
+    if args.json:
+        console.emit_json({"model": name, "source": source, "weights": args.weights, "predictions": records})
+        return 0
+    for record in records:
+        table = Table(title=f"{escape(record['image'])} ({name}, {escape(source)})")
+        for column, justify in (("#", "right"), ("class", "left"), ("synset", "left"), ("probability", "right")):
+            table.add_column(column, justify=justify)
+        for rank, entry in enumerate(record["top5"], start=1):
+            table.add_row(str(rank), escape(entry["name"]), entry["synset"] or f"{entry['index']}",
+                          f"{entry['probability']:.4f}")
+        console.print(table)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "info": cmd_info, "convert-weights": cmd_convert, "predict": cmd_predict}
 
 
 def build_parser() -> ArgumentParser:
@@ -133,6 +188,14 @@ def build_parser() -> ArgumentParser:
     p_convert.add_argument("source", help="checkpoint file (.pth/.bin/.safetensors) or hub snapshot folder")
     p_convert.add_argument("--out", required=True, type=Path, help="the safetensors file to write (written atomically)")
     add_output_flags(p_convert, json_flag=False)
+    p_predict = sub.add_parser("predict", help="top-5 ImageNet classes and probabilities of images, from the model "
+                                               "(--weights) or an exported artifact (--artifact)")
+    p_predict.add_argument("name", help="registered model name (or timm's name for it)")
+    p_predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (any mode Pillow reads)")
+    p_predict.add_argument("--weights", help="local checkpoint (default: random initialization, said so)")
+    p_predict.add_argument("--artifact", type=Path, metavar="PATH",
+                           help="an exported .onnx/.tflite/.mlpackage of this model to run instead of torch")
+    add_output_flags(p_predict)
     return parser
 
 

@@ -123,7 +123,8 @@ _TIMM_ONLY = ("a timm variant, not in the paper: params, MACs and top-1 are timm
 
 def _timm_variant(kwargs: dict, label: str, params_m: float, gmacs: float, top1: float) -> Variant:
     return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE_TIMM, params_m=params_m,
-                                gmacs=gmacs, top1=top1, notes=_TIMM_ONLY))
+                                gmacs=gmacs, top1=top1, crop_pct=0.875, interpolation="bicubic",  # timm convnext _cfg
+                                notes=_TIMM_ONLY))
 
 
 VARIANTS: dict[str, Variant] = {
@@ -138,6 +139,7 @@ VARIANTS: dict[str, Variant] = {
     "convnext_tiny": Variant(
         dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), conv_mlp=False),
         dict(variant="T", paper=PAPER, reference_impl=REFERENCE, params_m=28.589, gmacs=4.5, top1=82.1,
+             crop_pct=0.875, interpolation="bicubic",  # official eval (--crop_pct 0.875) and timm's cfg
              notes="paper Table 1 (ImageNet-1k, 224): 28M params, 4.5G FLOPs (multiply-adds); "
                    "the paper gives A100 throughput, not a mobile latency")),
 }

@@ -362,8 +362,10 @@ _BN_HS = "BatchNorm + Hardswish instead of LayerNorm + GELU (official models/mod
 
 
 def _variant(kwargs: dict, label: str, params_m: float, gmacs: float | None, top1: float,
-             latency_ms: float | None, notes: str) -> Variant:
+             latency_ms: float | None, notes: str, crop_pct: float = 0.9) -> Variant:
+    # evaluation transform: timm's edgenext cfgs (0.9 bicubic; 0.95 for the USI-trained small and base weights)
     return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, input_size=(3, 256, 256),
+                                crop_pct=crop_pct, interpolation="bicubic",
                                 params_m=params_m, gmacs=gmacs, top1=top1, published_latency_ms=latency_ms,
                                 published_latency_device=LATENCY_DEVICE if latency_ms is not None else None,
                                 notes=notes))
@@ -375,10 +377,11 @@ VARIANTS: dict[str, Variant] = {
     "edgenext_x_small": _variant(_X_SMALL, "X-S", 2.337, 0.538, 75.0, round(1000 / 31.61, 2),
                                  _OFFICIAL_TOP1 + _MACS_NOTE.format(538.0)),
     "edgenext_small": _variant(_SMALL, "S", 5.587, 1.261, 79.4, round(1000 / 20.47, 2),
-                               _OFFICIAL_TOP1 + _MACS_NOTE.format(1260.59)),
+                               _OFFICIAL_TOP1 + _MACS_NOTE.format(1260.59), crop_pct=0.95),
     "edgenext_base": _variant(dict(depths=(3, 3, 9, 3), dims=(80, 160, 288, 584), heads=(8, 8, 8, 8), **_COMMON),
                               "B", 18.511, 3.841, 82.5, None,
-                              "released after the paper; 83.7 with USI distillation; " + _MACS_NOTE.format(3840.93)),
+                              "released after the paper; 83.7 with USI distillation; " + _MACS_NOTE.format(3840.93),
+                              crop_pct=0.95),
     "edgenext_xx_small_bn_hs": _variant(dict(_XX_SMALL, bn_hs=True), "XX-S BN-HS", 1.33, 0.260, 70.3, None,
                                         _BN_HS + _MACS_NOTE.format(259.53)),
     "edgenext_x_small_bn_hs": _variant(dict(_X_SMALL, bn_hs=True), "X-S BN-HS", 2.34, 0.536, 74.9, None,

@@ -253,8 +253,9 @@ _NOTES = ("paper Table 2: {} GFLOPs (multiply-adds, one decimal); torch.utils.fl
 
 
 def _variant(kwargs: dict, label: str, params_m: float, gmacs: float | None, top1: float, notes: str) -> Variant:
+    # evaluation transform: the official repo's DeiT-style eval (resize 256 for 224, i.e. 0.875, bicubic)
     return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, params_m=params_m,
-                                gmacs=gmacs, top1=top1, notes=notes))
+                                gmacs=gmacs, top1=top1, crop_pct=0.875, interpolation="bicubic", notes=notes))
 
 
 # Variants as data (official ``src/edgevit.py``); heads = dim // head_dim per stage.

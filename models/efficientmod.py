@@ -227,8 +227,9 @@ _MACS = "; torch.utils.flop_counter counts {} GMACs at 224x224"
 
 
 def _variant(kwargs: dict, label: str, params_m: float, gmacs: float | None, top1: float, notes: str) -> Variant:
+    # evaluation transform: the official scripts use timm's create_transform defaults (0.875, bicubic)
     return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, params_m=params_m,
-                                gmacs=gmacs, top1=top1, notes=notes))
+                                gmacs=gmacs, top1=top1, crop_pct=0.875, interpolation="bicubic", notes=notes))
 
 
 # Variants as data (official ``models/EfficientMod.py``): widths, per-block MLP ratios, attention

@@ -182,6 +182,7 @@ VARIANTS: dict[str, Variant] = {
             [("ir", 1, 3, 1, 6, 320, 0.25)],
         ]),
         dict(variant="B0", paper=PAPER_B0, reference_impl=REFERENCE, params_m=5.289, gmacs=0.39, top1=77.1,
+             crop_pct=0.875, interpolation="bicubic",  # timm efficientnet.py _cfg
              notes="paper Table 2: 5.3M params, 0.39B FLOPs (multiply-adds); the paper gives no device latency "
                    "for B0 (Table 5 is B1/B7 on a CPU); timm's retrained weights reach 77.7")),
     "efficientnetv2_b0": Variant(
@@ -194,7 +195,7 @@ VARIANTS: dict[str, Variant] = {
             [("ir", 8, 3, 2, 6, 192, 0.25)],
         ]),
         dict(variant="V2-B0", paper=PAPER_V2, reference_impl=REFERENCE, input_size=(3, 192, 192), params_m=7.140,
-             gmacs=None, top1=78.7,
+             gmacs=None, top1=78.7, crop_pct=0.875, interpolation="bicubic",  # timm tf_efficientnetv2_b0 cfg
              notes="V2-B0 is in the official repo (google/automl, efficientnetv2 effnetv2_configs), not in the "
                    "paper's tables; 192 is its training size (evaluated at 224: 78.7 top-1, 0.72B FLOPs there); "
                    "timm's tf_efficientnetv2_b0 has the same 7.14M parameters; count_macs gives 0.528 GMACs at "
@@ -210,7 +211,7 @@ VARIANTS: dict[str, Variant] = {
             [("ir", 15, 3, 2, 6, 256, 0.25)],
         ]),
         dict(variant="V2-S", paper=PAPER_V2, reference_impl=REFERENCE, input_size=(3, 300, 300), params_m=21.458,
-             gmacs=None, top1=83.9,
+             gmacs=None, top1=83.9, crop_pct=1.0, interpolation="bicubic",  # timm tf_efficientnetv2_s cfg
              notes="paper Table 7: 22M params, 8.8B FLOPs at 384, 83.9 top-1; count_macs gives 5.31 GMACs at 300, "
                    "and the paper publishes no figure at 300 (an intermediate size of its progressive-resizing "
                    "recipe), so gmacs is unset; params match timm's efficientnetv2_s / tf_efficientnetv2_s")),

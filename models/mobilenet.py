@@ -104,6 +104,7 @@ VARIANTS: dict[str, Variant] = {
                  [("ir", 1, 3, 1, 6, 320, 0, "relu6")],
              ]),
         dict(variant="MobileNetV2 1.0", paper=PAPER_V2, reference_impl=REFERENCE_V2, params_m=3.505, gmacs=0.300,
+             crop_pct=0.875, interpolation="bicubic",  # timm efficientnet.py _cfg (mobilenetv2_100.ra_in1k)
              top1=72.0, published_latency_ms=75.0,
              published_latency_device="Google Pixel 1, TFLite, single large core (paper Table 4)",
              notes="MACs: paper Table 4 (300M); top-1 72.0 is the paper's, timm's retrained weights reach 72.97")),
@@ -118,6 +119,7 @@ VARIANTS: dict[str, Variant] = {
                  [("cn", 1, 1, 1, 1, 576, 0, "hswish")],
              ]),
         dict(variant="MobileNetV3-Small 1.0", paper=PAPER_V3, reference_impl=REFERENCE, params_m=2.543, gmacs=0.056,
+             crop_pct=0.875, interpolation="bilinear",  # timm mobilenetv3.py _cfg (mobilenetv3_small_100.lamb_in1k)
              top1=67.4, published_latency_ms=15.8,
              published_latency_device="Google Pixel 1, TFLite, single large core, float (paper Table 3)",
              notes="paper Table 3: 56M MACs, 2.5M params (timm's count 2.543M); timm's weights reach 67.67")),
@@ -134,6 +136,7 @@ VARIANTS: dict[str, Variant] = {
                  [("cn", 1, 1, 1, 1, 960, 0, "hswish")],
              ]),
         dict(variant="MobileNetV3-Large 1.0", paper=PAPER_V3, reference_impl=REFERENCE, params_m=5.483, gmacs=0.219,
+             crop_pct=0.875, interpolation="bicubic",  # timm mobilenetv3_large_100.ra_in1k cfg
              top1=75.2, published_latency_ms=51.0,
              published_latency_device="Google Pixel 1, TFLite, single large core, float (paper Table 3)",
              notes="paper Table 3: 219M MACs, 5.4M params; timm's weights reach 75.77")),

@@ -181,6 +181,7 @@ _NOTES = ("inputs are 0..1 pixels without mean/std normalization (ml-cvnets); pa
 def _variant(kwargs: dict, label: str, params_m: float, top1: float, notes: str) -> Variant:
     return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, input_size=(3, 256, 256),
                                 mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), params_m=params_m, top1=top1,
+                                crop_pct=0.9, interpolation="bicubic",  # timm mobilevit _cfg
                                 notes=notes))
 
 

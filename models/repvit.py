@@ -234,6 +234,7 @@ def _variant(kwargs: dict, label: str, params_m: float | None, deploy_params_m: 
     return Variant(kwargs, dict(variant=label, paper=PAPER, reference_impl=REFERENCE, params_m=params_m,
                                 deploy_params_m=deploy_params_m, gmacs=gmacs, top1=top1,
                                 published_latency_ms=latency_ms, published_latency_device=LATENCY_DEVICE,
+                                crop_pct=0.95, interpolation="bicubic",  # timm repvit _cfg
                                 notes=notes))
 
 

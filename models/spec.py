@@ -13,6 +13,7 @@ import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")  # resize filters an evaluation transform may name
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ModelSpec:
     dtype: str = "float32"  # input element type
     mean: tuple[float, float, float] = IMAGENET_MEAN  # per-channel mean of 0..1 pixels
     std: tuple[float, float, float] = IMAGENET_STD  # per-channel std of 0..1 pixels
+    # evaluation transform of the reference (timm's pretrained cfg where timm has the weights): resize the
+    # shorter side to floor(size / crop_pct) with `interpolation` (a Pillow filter name), center crop to size
+    crop_pct: float = 0.875  # fraction of the resized image the center crop keeps
+    interpolation: str = "bicubic"  # "bicubic" or "bilinear": the resize filter
     num_classes: int = 1000  # classifier outputs
     input_name: str = "image"  # name of the single input in exported graphs
     output_name: str = "logits"  # name of the single output in exported graphs
@@ -40,6 +45,12 @@ class ModelSpec:
     published_latency_device: str | None = None  # device and runtime of that latency
     notes: str = ""  # anything a user should know (which table, which training recipe)
     extra: dict = field(default_factory=dict)  # family-specific facts, JSON-serialisable
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"{self.name}: crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"{self.name}: interpolation {self.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
 
     def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
         """The NCHW shape of a batch of inputs."""

@@ -215,6 +215,7 @@ VARIANTS: dict[str, Variant] = {
     "swin_tiny": Variant(
         dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window=7),
         dict(variant="Swin-T", paper=PAPER, reference_impl=REFERENCE, params_m=28.288, gmacs=4.5, top1=81.3,
+             crop_pct=0.9, interpolation="bicubic",  # timm swin_transformer _cfg (swin_tiny_patch4_window7_224)
              notes="paper Table 1(a): 29M params, 4.5G FLOPs (multiply-adds), 81.3 top-1 at 224, window 7; "
                    "the paper reports V100 throughput, not a mobile latency; the attention mask is built for "
                    "224 (build(name, img_size=...) for another size)")),

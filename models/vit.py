@@ -93,6 +93,7 @@ VARIANTS: dict[str, Variant] = {
     "vit_tiny_patch16": Variant(
         dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
         dict(variant="ViT-Ti/16", paper=PAPER, reference_impl=REFERENCE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+             crop_pct=0.9, interpolation="bicubic",  # timm vision_transformer _cfg (augreg)
              params_m=5.717, gmacs=1.26, top1=75.5,
              notes="ViT-Ti/16 is the DeiT-Ti shape (DeiT paper Table 1: 5M params, 1.3G FLOPs, 72.2 top-1 "
                    "without distillation); 1.26 GMACs and 75.5 top-1 are timm's "

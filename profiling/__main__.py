@@ -24,7 +24,7 @@ from mobilelat.cli import ArgumentParser, run_cli
 from mobilelat.console import Console
 from profiling import importer
 from profiling.android import cli as android_cli
-from profiling.cli import compare, report, run, show
+from profiling.cli import accuracy, compare, report, run, show
 from profiling.ios import cli as ios_cli
 from profiling.store import DEFAULT_DB
 
@@ -36,6 +36,7 @@ SUBCOMMANDS: list[tuple[str, ModuleType]] = [
     ("android", android_cli),
     ("ios", ios_cli),
     ("import", importer),
+    ("accuracy", accuracy),
 ]
 
 

@@ -8,6 +8,8 @@ of each model is kept, and the report shows:
 - ``latency_vs_gmacs.png``, ``latency_vs_params.png``  with the Spearman rank correlation per
   configuration (how well MACs or parameters order the models by real latency here);
 - ``top1_vs_latency.png``  published ImageNet top-1 against measured latency, Pareto front drawn;
+- ``measured_top1_vs_latency.png`` and a table: the measured top-1 of the very artifacts measured
+  (``profiling accuracy`` rows joined by sha256; see ``profiling.report_accuracy``), int8 drops flagged;
 - a table of the papers' device latencies (``ModelSpec.published_latency_ms``) beside ours.
 
 A phone measurement whose delegate (GPU, NNAPI, XNNPACK) took only part of the graph, or none of
@@ -28,6 +30,7 @@ from typing import Callable
 
 import models
 from mobilelat.paths import output_dir
+from profiling import report_accuracy
 from profiling.errors import UsageError
 from profiling.report_plots import latency_bars, scatter_panels, wrap_title
 from profiling.result import LatencyResult
@@ -167,14 +170,15 @@ def parameter_form(grouped: dict[str, dict[str, LatencyResult]], facts: dict[str
 
 
 def build_report(results: list[LatencyResult], out_dir: str | Path, title: str = "mobilelat latency report",
-                 source: str = "", peak_gflops: float | None = None) -> Path:
+                 source: str = "", accuracy: list[dict] | None = None, peak_gflops: float | None = None) -> Path:
     """Write ``report.md`` and its PNG plots into ``out_dir``; returns the markdown path.
 
     ``peak_gflops``: the machine's peak (``bench/bench_peak.py``); each row then shows its
     achieved GFLOP/s as a share of it.
 
     ``out_dir`` is created if missing, and removed again if the report fails or is interrupted
-    before anything lands in it.
+    before anything lands in it. ``accuracy``: the store's accuracy rows (``Store.query_accuracy``),
+    joined to the measured artifacts by sha256 (``profiling.report_accuracy``).
     """
     if peak_gflops is not None and not peak_gflops > 0:
         raise UsageError(f"the peak must be a positive GFLOP/s figure, got {peak_gflops}; bench/bench_peak.py measures it")
@@ -189,11 +193,11 @@ def build_report(results: list[LatencyResult], out_dir: str | Path, title: str =
     import matplotlib.pyplot as plt
 
     with output_dir(out_dir) as out_dir:
-        return _write_report(plt, results, grouped, out_dir, title, source, peak_gflops)
+        return _write_report(plt, results, grouped, out_dir, title, source, accuracy or [], peak_gflops)
 
 
 def _write_report(plt, results: list[LatencyResult], grouped: dict[str, dict[str, LatencyResult]], out_dir: Path,
-                  title: str, source: str, peak_gflops: float | None = None) -> Path:
+                  title: str, source: str, accuracy: list[dict], peak_gflops: float | None = None) -> Path:
     model_order = list(dict.fromkeys(r.model for r in results))
     facts = {m: model_facts(m) for m in model_order}
     labels = sorted(grouped)
@@ -240,8 +244,11 @@ def _write_report(plt, results: list[LatencyResult], grouped: dict[str, dict[str
                         fronts={label: [(lat, acc) for _, lat, acc in front] for label, front in fronts.items()}),
          "top1_vs_latency.png")
 
+    # 5. measured accuracy of the same artifacts against their latency
+    measured = report_accuracy.write_section(plt, grouped, accuracy, lambda m: model_facts(m).top1, save, setting,
+                                             pareto_front)
     markdown = _markdown(title, source, results, grouped, labels, model_order, facts, rho_rows, fronts, plots,
-                         peak_gflops)
+                         measured, peak_gflops)
     report_path = out_dir / "report.md"
     _write_atomic(report_path, lambda tmp: tmp.write_text(markdown))
     return report_path
@@ -294,7 +301,7 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
               labels: list[str], model_order: list[str], facts: dict[str, ModelFacts],
               rho_rows: list[tuple[str, int, float | None, float | None]],
               fronts: dict[str, list[tuple[str, float, float]]], plots: dict[str, Path],
-              peak_gflops: float | None = None) -> str:
+              measured: list[str] | None = None, peak_gflops: float | None = None) -> str:
     lines = [f"# {title}", ""]
     if source:
         lines += [source, ""]
@@ -343,15 +350,17 @@ def _markdown(title: str, source: str, results: list[LatencyResult], grouped: di
         lines.append(f"| {label} | {count} | {fmt(rho_macs, '{:+.3f}')} | {fmt(rho_params, '{:+.3f}')} |")
     lines += ["", "![latency vs GMACs](latency_vs_gmacs.png) ![latency vs params](latency_vs_params.png)", ""]
 
-    lines += ["## Accuracy against latency", "", "![top-1 vs latency](top1_vs_latency.png)", ""]
+    lines += ["## Published accuracy against latency", "", "![top-1 vs latency](top1_vs_latency.png)", "",
+              "The papers' top-1 (published, full ImageNet-1k validation set), not measured here.", ""]
     if fronts:
-        lines += ["Pareto-optimal models (no other model is both faster and more accurate):", ""]
+        lines += ["Pareto-optimal models on published top-1 (no other model is both faster and more accurate):", ""]
         for label, front in fronts.items():
             lines.append(f"- {label}: " + ", ".join(f"{m} ({lat:.3f} ms, {acc:.1f}%)" for m, lat, acc in front))
     else:
         lines.append("No measured model has a published top-1 in the registry.")
 
-    lines += ["", "## Published device latencies beside measured ones", "",
+    lines += [""] + (measured or [])
+    lines += ["## Published device latencies beside measured ones", "",
               "The papers measured on their own devices (named in the table: phones, or a Jetson Nano); host figures are not expected to "
               "match, but the ORDER of the models should.", "",
               "| model | published ms | published on | " + " | ".join(labels) + " |",

@@ -139,9 +139,25 @@ CREATE TABLE jobs (
     "CREATE UNIQUE INDEX measurements_import_key ON measurements (import_key) WHERE import_key IS NOT NULL",
 ]
 
+# One row per target `profiling accuracy` evaluated (see profiling.accuracy.AccuracyResult for each column):
+# form is training (eval mode) / deploy / artifact; artifact_sha256 links it to the measurements of the same file;
+# weights NULL means random initialisation; images (listed) is the denominator of top1/top5, in percent;
+# skipped files count as misses; agreement, mean/max_abs_dev and top1_drop are against the training form;
+# input_shape and extra are JSON. Written without SQL comments: the schema must stay on the first page.
+_V4_ACCURACY = [
+    "CREATE TABLE accuracy (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, git_commit TEXT, "
+    "run_id TEXT, model TEXT NOT NULL, form TEXT NOT NULL, format TEXT NOT NULL, precision TEXT NOT NULL, "
+    "runtime TEXT NOT NULL, artifact_sha256 TEXT, artifact_path TEXT, weights TEXT, dataset TEXT NOT NULL, "
+    "dataset_sha256 TEXT NOT NULL, images INTEGER NOT NULL, evaluated INTEGER NOT NULL, skipped INTEGER NOT NULL, "
+    "top1 REAL NOT NULL, top5 REAL NOT NULL, agreement REAL NOT NULL, mean_abs_dev REAL NOT NULL, "
+    "max_abs_dev REAL NOT NULL, top1_drop REAL NOT NULL, images_per_s REAL NOT NULL, input_shape TEXT NOT NULL, "
+    "crop_pct REAL NOT NULL, interpolation TEXT NOT NULL, extra TEXT NOT NULL)",
+    "CREATE INDEX accuracy_artifact ON accuracy (artifact_sha256)",
+]
+
 # Ordered: MIGRATIONS[i] takes a database from version i to version i + 1, one statement per item,
 # all in one transaction. Append, never edit.
-MIGRATIONS: list[list[str]] = [_V1_MEASUREMENTS, _V2_RUNS, _V3_JOBS_AND_IMPORT_KEYS]
+MIGRATIONS: list[list[str]] = [_V1_MEASUREMENTS, _V2_RUNS, _V3_JOBS_AND_IMPORT_KEYS, _V4_ACCURACY]
 JOB_STATUSES = ("pending", "done", "failed", "not_run")
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -155,6 +171,13 @@ _COLUMNS = (
 )
 _STAT_FIELDS = ("median_ms", "mean_ms", "min_ms", "max_ms", "p90_ms", "p99_ms", "std_ms", "cv",
                 "trimmed_mean_ms", "drift")
+_ACCURACY_COLUMNS = (
+    "created_at", "git_commit", "run_id", "model", "form", "format", "precision", "runtime", "artifact_sha256",
+    "artifact_path", "weights", "dataset", "dataset_sha256", "images", "evaluated", "skipped", "top1", "top5",
+    "agreement", "mean_abs_dev", "max_abs_dev", "top1_drop", "images_per_s", "input_shape", "crop_pct",
+    "interpolation", "extra",
+)
+_ACCURACY_FILTERS = ("id", "model", "format", "precision", "run_id", "artifact_sha256", "form")
 # filters query() accepts -> column
 _FILTERS = {"id": "id", "model": "model", "format": "format", "runtime": "runtime", "precision": "precision",
             "run_id": "run_id", "device": "device_name", "device_kind": "device_kind",
@@ -475,6 +498,57 @@ class Store:
             return inserted, skipped
 
         return self._write(body)
+
+    def insert_accuracy(self, results: list, *, label: str = "", command: str = "",
+                        device_name: str | None = None) -> list[int]:
+        """Store ``profiling.accuracy.AccuracyResult`` rows in ONE transaction (all or none), with the runs
+        row of their ``run_id`` (``label``, ``command``, ``device_name``: the run's provenance); sets their ids."""
+        rows = []
+        for result in results:  # serialise first: a bad result writes nothing
+            values = result.to_dict()
+            values["created_at"] = values["created_at"] or utc_now()
+            values["input_shape"] = json.dumps(list(values["input_shape"]))
+            values["extra"] = json.dumps(values["extra"])
+            rows.append(tuple(values[c] for c in _ACCURACY_COLUMNS))
+        sql = (f"INSERT INTO accuracy ({', '.join(_ACCURACY_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(_ACCURACY_COLUMNS))})")
+
+        def body(connection: sqlite3.Connection) -> list[int]:
+            ids = [connection.execute(sql, row).lastrowid for row in rows]
+            for result in results:
+                if result.run_id:
+                    connection.execute("INSERT OR IGNORE INTO runs (run_id, started_at, label, command, git_commit, "
+                                       "device_name) VALUES (?, ?, ?, ?, ?, ?)",
+                                       (result.run_id, result.created_at or utc_now(), label, command,
+                                        result.git_commit, device_name))
+            return ids
+
+        ids = self._write(body)
+        for result, row_id in zip(results, ids):
+            result.id = row_id
+        return ids
+
+    def query_accuracy(self, **filters) -> list[dict]:
+        """Stored accuracy rows, oldest first, as dicts (``input_shape`` and ``extra`` decoded); filters:
+        id, model, format, precision, run_id, artifact_sha256, form (a list matches any of its values)."""
+        unknown = set(filters) - set(_ACCURACY_FILTERS)
+        if unknown:
+            raise StoreError(f"unknown filter(s) {sorted(unknown)}; known: {sorted(_ACCURACY_FILTERS)}")
+        clauses, params = [], []
+        for name, value in filters.items():
+            if value is None:
+                continue
+            values = list(value) if isinstance(value, (list, tuple, set)) else [value]
+            clauses.append(f"{name} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        sql = "SELECT * FROM accuracy" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"
+        rows = []
+        for row in self._read(sql, params):
+            record = dict(row)
+            record["input_shape"] = json.loads(record["input_shape"])
+            record["extra"] = json.loads(record["extra"])
+            rows.append(record)
+        return rows
 
     def plan_jobs(self, run_id: str, jobs: list[tuple[str, dict]]) -> None:
         """Record the ``(job key, spec)`` jobs of ``run_id`` as pending (jobs already recorded are kept)."""

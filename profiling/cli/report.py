@@ -11,7 +11,8 @@ from mobilelat.paths import check_output_dir
 from profiling.cli.common import CliError, existing_store, query_filters
 from profiling.report import build_report
 
-HELP = "write a markdown report with PNG plots (latency per model, vs GMACs/params, top-1 Pareto, papers)"
+HELP = ("write a markdown report with PNG plots (latency per model, vs GMACs/params, published and measured "
+        "top-1 Pareto, papers)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +31,12 @@ def main(args: argparse.Namespace, console: Console) -> int:
     with existing_store(args.db) as store:
         run_id = store.resolve_run(args.run) if args.run else None
         results = store.query(run_id=run_id, **query_filters(args, ("model", "runtime", "device")))
+        accuracy = store.query_accuracy(model=sorted({r.model for r in results}) or None)
     if not results:
         raise CliError(f"no stored measurement matches the filters in {args.db}; `python -m profiling show` lists them")
     source = f"Source: `{args.db}`" + (f", run `{run_id}`" if run_id else ", all runs")
     with console.stage(f"write the report of {len(results)} measurement(s)"):
-        path = build_report(results, args.out, title=args.title, source=source,
+        path = build_report(results, args.out, title=args.title, source=source, accuracy=accuracy,
                             peak_gflops=args.peak_gflops)
     console.print(f"report written: {escape(str(path))} ({len(results)} measurement(s); plots beside it)")
     return 0

@@ -17,6 +17,7 @@ from rich.table import Table
 import models
 from export.capabilities import CAPABILITIES
 from mobilelat.console import Console
+from profiling.cli.accuracy import accuracy_table
 from profiling.cli.common import CliError, existing_store, flat_record, query_filters, results_table
 from profiling.runners import RUNNERS
 from profiling.store import Store
@@ -35,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as", dest="output", choices=("table", "csv", "json"), default="table",
                         help="output format (json includes every sample)")
     parser.add_argument("--runs", action="store_true", help="list the runs instead of measurements")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="list the accuracy rows (`profiling accuracy`) instead of measurements")
     parser.add_argument("--ops", type=int, metavar="ID",
                         help="the per-op-type profile of measurement ID (recorded with `run --op-profile`)")
 
@@ -72,6 +75,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
             return _show_runs(store.runs(), args.output, console)
         if args.ops is not None:
             return _show_ops(store, args.ops, args.output, console)
+        if args.accuracy:
+            return _show_accuracy(store, args, console)
         filters = query_filters(args, ("model", "format", "runtime", "precision", "device"))
         check_filters(store, filters)
         filters["run_id"] = store.resolve_run(args.run) if args.run else None
@@ -142,4 +147,22 @@ def _show_ops(store: Store, row_id: int, output: str, console: Console) -> int:
     for row in profile["by_op_type"]:
         table.add_row(row["op_type"], f"{row['ms_per_run']:.3f}", f"{row['share']:.1%}", str(row["nodes"]))
     console.print(table)
+    return 0
+
+
+def _show_accuracy(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """The accuracy rows, filtered by --model, --format, --precision and --run, oldest first."""
+    filters = query_filters(args, ("model", "format", "precision"))
+    check_filters(store, {k: v for k, v in filters.items() if k != "model"})
+    run_id = store.find_run(args.run)["run_id"] if args.run else None
+    rows = store.query_accuracy(run_id=run_id, **filters)
+    if args.limit is not None:
+        rows = rows[-args.limit:]
+    if args.output == "json":
+        _print_json(rows, console)
+    elif args.output == "csv":
+        _print_csv([{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in row.items()} for row in rows],
+                   ["id"], console)
+    else:
+        console.print(accuracy_table(rows, f"{len(rows)} accuracy row(s) in {args.db}"))
     return 0
