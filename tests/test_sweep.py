@@ -188,13 +188,15 @@ def test_faults_on_ray_lose_nothing_and_resume_finishes(lab, ray_cluster, tmp_pa
     3rd run is killed: the sweep finishes, every failure is named, what was measured is stored,
     and --resume (faults cleared, phone back) runs exactly what is missing."""
     reset_phones(lab["sim"])
-    (lab["sim"] / "faults.json").write_text(json.dumps({"hold_s": 0.2, "fault": "disconnect@2,kill_caller@3"}))
+    (lab["sim"] / "faults.json").write_text(json.dumps(
+        {"hold_s": 0.2, "faults": {"SIM0002": "disconnect@2", "SIM0001": "kill_caller@3"}}))
     db = tmp_path / "r.db"
     (tmp_path / "artifacts").mkdir()
     (tmp_path / "artifacts" / "FAIL_EXPORT").write_text("mobilenetv3_small_100|onnx\n")
     assert sweep(lab, db, "--engine", "ray", "--json") == 1
     document = json.loads(capsys.readouterr().out)
     reasons = {item["job"]: item["reason"] for item in document["failures"]}
+    print("FAILURES", json.dumps(reasons, indent=1))
     assert reasons["mobilenetv3_small_100|onnx|fp32|1t|host"].startswith("export failed: StandInParityError")
     assert any("PhoneLost" in r or "DeviceLost" in r for r in reasons.values()), reasons
     assert any("WorkerCrashedError" in r or "died" in r.lower() for r in reasons.values()), reasons

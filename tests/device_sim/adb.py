@@ -23,7 +23,7 @@ A fault written ``NAME@N`` fires on the N-th matching command only (counted per 
 - ``kill_caller``: the process that called adb (a sweep's worker) is killed with SIGKILL while the tool runs.
 
 Faults can also come from ``faults.json`` in the sandbox root (``{"fault": "disconnect@2", "serial":
-"SIM0002", "hold_s": 0.3}``), read by every adb call, so a test can inject them into processes that
+"SIM0002", "hold_s": 0.3}``, or per phone ``{"faults": {"SIM0001": "kill_caller@3"}}``), read by every adb call, so a test can inject them into processes that
 started before it (a Ray worker) and clear them by deleting the file.
 
 One phone, one job: every benchmark-tool run takes the phone's ``busy`` file (created exclusively)
@@ -76,6 +76,8 @@ def fail(message: str, status: int = 1) -> None:
 
 
 def faults_for(serial: str) -> dict[str, int | None]:
+    if "faults" in _FAULT_FILE:  # per phone: {"faults": {"SIM0001": "kill_caller@3", "SIM0002": "disconnect@2"}}
+        return parse_faults(_FAULT_FILE["faults"].get(serial, ""))
     return FAULTS if FAULT_SERIAL in (None, serial) else {}
 
 
