@@ -153,6 +153,20 @@ def test_local_sweep_stores_every_job_with_the_simulators_figures(lab, tmp_path,
     out = capsys.readouterr().out
     assert "android:SIM0001" in out and "stored in" in out
 
+    report = tmp_path / "report"
+    assert cli(["sweep", "--report", "latest", "--db", str(db), "--out", str(report)]) == 0
+    text = (report / "sweep.md").read_text()
+    with Store(db) as store:
+        results = store.query()
+    for model in MODELS.split(","):
+        best = min((r for r in results if r.model == model and r.device.serial == "SIM0002"),
+                   key=lambda r: r.stats.median_ms)
+        row = next(line for line in text.splitlines() if line.startswith(f"| {model} |"))
+        assert f"{best.stats.median_ms:.3f} (tflite fp32 {best.threads}t)" in row.split("|")[4]
+    assert "| android:SIM0001 (Pixel 7) | 2 |" in text and "Jobs not done" not in text
+    assert all((report / name).stat().st_size > 10_000 for name in ("pareto_per_device.png",
+                                                                   "latency_vs_gmacs_per_device.png"))
+
 
 # ---- Ray ----------------------------------------------------------------------------------------
 
@@ -196,7 +210,7 @@ def test_faults_on_ray_lose_nothing_and_resume_finishes(lab, ray_cluster, tmp_pa
     assert sweep(lab, db, "--engine", "ray", "--json") == 1
     document = json.loads(capsys.readouterr().out)
     reasons = {item["job"]: item["reason"] for item in document["failures"]}
-    print("FAILURES", json.dumps(reasons, indent=1))
+    Path("/tmp/sweep_failures.json").write_text(json.dumps(reasons, indent=1))
     assert reasons["mobilenetv3_small_100|onnx|fp32|1t|host"].startswith("export failed: StandInParityError")
     assert any("PhoneLost" in r or "DeviceLost" in r for r in reasons.values()), reasons
     assert any("WorkerCrashedError" in r or "died" in r.lower() for r in reasons.values()), reasons
@@ -206,9 +220,13 @@ def test_faults_on_ray_lose_nothing_and_resume_finishes(lab, ray_cluster, tmp_pa
     assert set(before.values()) <= {"done", "failed", "not_run"}
     no_phone_ran_two_jobs(lab["sim"])
 
+    assert cli(["sweep", "--report", run_id := document["run_id"], "--db", str(db), "--out",
+                str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "sweep.md").read_text()
+    assert "## Jobs not done" in text and "export failed: StandInParityError" in text
+
     reset_phones(lab["sim"])
     (tmp_path / "artifacts" / "FAIL_EXPORT").unlink()
-    run_id = document["run_id"]
     assert cli(["sweep", "--resume", run_id, "--db", str(db), "--engine", "ray", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["planned"] == len(before) - len(done_before) == again["done"]

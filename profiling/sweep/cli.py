@@ -5,6 +5,7 @@
         --threads 1,4 --targets host,android:0a388e93 --binary tools/benchmark_model
     python -m profiling sweep sweep.toml --engine ray --address 10.0.0.5:6379
     python -m profiling sweep --resume 20261202T190000Z-3fa9c1 [--engine ray]
+    python -m profiling sweep --report latest --out reports/sweep     # grid table, Pareto, FLOPs per device
 
 Flags override the spec file's keys. Everything is checked before any work (names, formats,
 targets, settings, tools). The run and its jobs are recorded first; each result is stored as it
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_OK
-from mobilelat.paths import check_output_file
+from mobilelat.paths import check_output_dir, check_output_file
 from profiling.cli.common import CliError, add_input_size_argument, split_ints, split_list
 from profiling.store import Store
 from profiling.sweep.driver import SweepOutcome, drive, resumable, start_sweep
@@ -37,6 +38,9 @@ HELP = "sweep a grid (models x formats x precisions x threads x targets) locally
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", nargs="?", type=Path, metavar="SPEC.toml", help="the grid as a TOML file")
     parser.add_argument("--resume", metavar="RUN_ID", help="run every job of this sweep run that is not done")
+    parser.add_argument("--report", metavar="RUN_ID",
+                        help="write the report of this sweep run (id, prefix or latest) into --out, and exit")
+    parser.add_argument("--out", type=Path, default=Path("reports/sweep"), help="--report: output folder")
     grid = parser.add_argument_group("the grid (overrides the spec file)")
     grid.add_argument("--models", help="comma-separated registry names")
     grid.add_argument("--formats", help="comma-separated from onnx, tflite")
@@ -81,7 +85,26 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return SweepSpec.from_dict(data)
 
 
+def report(args: argparse.Namespace, console: Console) -> int:
+    from profiling.cli.common import existing_store
+    from profiling.sweep.report import build_sweep_report
+
+    check_output_dir(args.out)
+    with existing_store(args.db) as store:
+        run_id = store.find_run(args.report)["run_id"]
+        path = build_sweep_report(store, run_id, args.out)
+    if console.json_mode:
+        console.emit_json({"run_id": run_id, "report": str(path)})
+    else:
+        console.print(f"sweep report written: {escape(str(path))} (plots beside it)")
+    return EXIT_OK
+
+
 def main(args: argparse.Namespace, console: Console) -> int:
+    if args.report:
+        if args.spec or args.models or args.resume:
+            raise CliError("--report writes the report of a stored run: give no SPEC.toml, --models or --resume")
+        return report(args, console)
     if args.resume and (args.spec or args.models):
         raise CliError("--resume runs the stored sweep with its stored spec: give no SPEC.toml or --models")
     check_output_file(args.db, "--db")
