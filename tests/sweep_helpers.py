@@ -3,10 +3,10 @@
 A zoo export takes minutes; the sweep's logic does not depend on what network a file holds. So
 ``make_tiny_cache(folder)`` converts the tiny network (tests/profiling_helpers.py) to ONNX and
 TFLite once, with its parity figures measured against eager PyTorch, and :func:`tiny_export`
-(``ensure_artifact``'s signature; a sweep spec names it as ``exporter``) copies those files under
-the sweep's artifacts folder with a manifest as the exporters write, reusing an intact one. It
-imports nothing heavy, so a Ray worker runs it in milliseconds. Its cache folder comes from
-``$MOBILELAT_TINY_CACHE``. A file ``FAIL_EXPORT`` in the artifacts folder listing ``model|format``
+(``ensure_artifact``'s signature; the tests set ``profiling.sweep.cli.EXPORTER`` to it, and Ray
+ships it to the workers by reference) copies those files under the sweep's artifacts folder with a
+manifest as the exporters write, reusing an intact one. It imports nothing heavy, so a Ray worker
+runs it in milliseconds. Its cache folder comes from ``$MOBILELAT_TINY_CACHE``. A file ``FAIL_EXPORT`` in the artifacts folder listing ``model|format``
 lines makes those exports fail as a parity gate refusal would.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 from export.artifact import Artifact, load_artifact, sha256_of
 
 CACHE_ENV = "MOBILELAT_TINY_CACHE"
-EXPORTER = "tests.sweep_helpers:tiny_export"
 SHAPE = [1, 3, 32, 32]
 
 
@@ -34,7 +33,7 @@ def make_tiny_cache(folder: Path) -> Path:
     import torch
     from ai_edge_litert import interpreter as litert
 
-    from profiling_helpers import save_onnx, save_tflite, tiny_module
+    from profiling_helpers import save_onnx, save_tflite, tiny_module  # heavy (litert_torch): not in Ray workers
 
     folder.mkdir(parents=True, exist_ok=True)
     image = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)

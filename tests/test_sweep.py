@@ -12,17 +12,22 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from profiling.__main__ import main as cli
+from profiling.artifacts import ensure_artifact
 from profiling.store import Store
 from profiling.sweep import work
 from profiling.sweep.plan import SpecError, SweepSpec, expand
-from sweep_helpers import CACHE_ENV, EXPORTER, make_tiny_cache
+from profiling.sweep import cli as sweep_cli
+from sweep_helpers import CACHE_ENV, make_tiny_cache, tiny_export
 from tests.device_sim import make_sandbox
 
+pytestmark = pytest.mark.xdist_group("sweep")  # one worker sets up the phones and the cluster once
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = "repvit_m0_9,mobilenetv3_small_100"
 SERIALS = ("SIM0001", "SIM0002")
@@ -41,13 +46,13 @@ def lab(tmp_path_factory):
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
     for key in ("ADB_SIM_FAULT", "ADB_SIM_FAULT_SERIAL", "ANDROID_SERIAL", "ADB"):
         os.environ.pop(key, None)
+    sweep_cli.EXPORTER = tiny_export  # the stand-in exporter; Ray ships it to workers by reference
     spec = root / "grid.toml"
     spec.write_text(f'''
 models = {json.dumps(MODELS.split(","))}
 formats = ["onnx", "tflite"]
 threads = [1, 2]
 targets = ["host", "android:SIM0001", "android:SIM0002"]
-exporter = "{EXPORTER}"
 [host]
 {chr(10).join(f"{k} = {json.dumps(v)}" for k, v in HOST_QUICK.items())}
 [android]
@@ -57,6 +62,7 @@ warmup_runs = 1
 min_secs = 0.0
 ''')
     yield {"root": root, "sim": root / "sim", "spec": spec}
+    sweep_cli.EXPORTER = ensure_artifact
     os.environ.clear()
     os.environ.update(saved)
 
@@ -128,8 +134,8 @@ def test_plan_exports_each_key_once_and_measures_it_everywhere(lab):
 
 @pytest.mark.fast
 def test_an_artifact_that_arrives_changed_is_not_measured(lab, tmp_path):
-    spec = SweepSpec(models=["repvit_m0_9"], exporter=EXPORTER, artifacts=str(tmp_path / "a"))
-    shipped = work.export(expand(spec).exports[0], spec, ship=True)
+    spec = SweepSpec(models=["repvit_m0_9"], artifacts=str(tmp_path / "a"))
+    shipped = work.export(expand(spec).exports[0], spec, tiny_export, ship=True)
     artifact = work.receive(shipped, tmp_path / "node")
     assert artifact.sha256 == shipped.sha256 and artifact.path.read_bytes() == shipped.data
     shipped.data = shipped.data[:-1] + bytes([shipped.data[-1] ^ 1])
@@ -139,22 +145,29 @@ def test_an_artifact_that_arrives_changed_is_not_measured(lab, tmp_path):
 
 # ---- the local engine ---------------------------------------------------------------------------
 
-def test_local_sweep_stores_every_job_with_the_simulators_figures(lab, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def local_sweep(lab, tmp_path_factory):
+    """The grid swept once with ``--engine local``: its database, and each phone's figures as the simulator
+    printed them (the Ray test compares with it)."""
     reset_phones(lab["sim"])
-    db = tmp_path / "local.db"
-    assert sweep(lab, db, "--engine", "local") == 0, capsys.readouterr()
+    db = tmp_path_factory.mktemp("local") / "r.db"
+    assert sweep(lab, db, "--engine", "local") == 0
+    no_phone_ran_two_jobs(lab["sim"])
+    return {"db": db, "means": {serial: sim_means(lab["sim"], serial) for serial in SERIALS}}
+
+
+def test_local_sweep_stores_every_job_with_the_simulators_figures(lab, local_sweep, tmp_path, capsys):
+    db = local_sweep["db"]
     stored = rows(db)
     assert len(stored) == 2 * (1 * 2 + 3 * 2)  # models x (onnx: host x 2 threads + tflite: 3 targets x 2 threads)
     assert set(statuses(db).values()) == {"done"}
     for serial in SERIALS:
         phone = sorted(row[7] for row in stored if row[5] == serial)
-        assert phone == pytest.approx(sim_means(lab["sim"], serial), rel=1e-5)
-    no_phone_ran_two_jobs(lab["sim"])
-    out = capsys.readouterr().out
-    assert "android:SIM0001" in out and "stored in" in out
+        assert phone == pytest.approx(local_sweep["means"][serial], rel=1e-5)
 
     report = tmp_path / "report"
     assert cli(["sweep", "--report", "latest", "--db", str(db), "--out", str(report)]) == 0
+    assert "sweep report written" in capsys.readouterr().out
     text = (report / "sweep.md").read_text()
     with Store(db) as store:
         results = store.query()
@@ -172,19 +185,23 @@ def test_local_sweep_stores_every_job_with_the_simulators_figures(lab, tmp_path,
 
 @pytest.fixture(scope="module")
 def ray_cluster(lab):
-    ray = pytest.importorskip("ray")
+    """Two local Ray nodes, one CPU each: the head with phone SIM0001 plugged in, a second with SIM0002."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, resources={f"device:{serial}": 1 for serial in SERIALS}, include_dashboard=False,
-             log_to_driver=False)
-    yield ray
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"device:SIM0001": 1},
+                                                            "include_dashboard": False})
+    cluster.add_node(num_cpus=1, resources={"device:SIM0002": 1})
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    yield cluster
     ray.shutdown()
+    cluster.shutdown()
 
 
-def test_ray_sweep_equals_the_local_one_and_never_doubles_a_phone(lab, ray_cluster, tmp_path, capsys):
-    reset_phones(lab["sim"])
-    local = tmp_path / "local" / "r.db"
-    local.parent.mkdir()
-    assert sweep(lab, local, "--engine", "local") == 0
+def test_ray_sweep_equals_the_local_one_and_never_doubles_a_phone(lab, local_sweep, ray_cluster, tmp_path, capsys):
+    local = local_sweep["db"]
     reset_phones(lab["sim"])
     on_ray = tmp_path / "ray" / "r.db"
     on_ray.parent.mkdir()
@@ -210,7 +227,6 @@ def test_faults_on_ray_lose_nothing_and_resume_finishes(lab, ray_cluster, tmp_pa
     assert sweep(lab, db, "--engine", "ray", "--json") == 1
     document = json.loads(capsys.readouterr().out)
     reasons = {item["job"]: item["reason"] for item in document["failures"]}
-    Path("/tmp/sweep_failures.json").write_text(json.dumps(reasons, indent=1))
     assert reasons["mobilenetv3_small_100|onnx|fp32|1t|host"].startswith("export failed: StandInParityError")
     assert any("PhoneLost" in r or "DeviceLost" in r for r in reasons.values()), reasons
     assert any("WorkerCrashedError" in r or "died" in r.lower() for r in reasons.values()), reasons
@@ -222,6 +238,7 @@ def test_faults_on_ray_lose_nothing_and_resume_finishes(lab, ray_cluster, tmp_pa
 
     assert cli(["sweep", "--report", run_id := document["run_id"], "--db", str(db), "--out",
                 str(tmp_path / "report")]) == 0
+    capsys.readouterr()
     text = (tmp_path / "report" / "sweep.md").read_text()
     assert "## Jobs not done" in text and "export failed: StandInParityError" in text
 
@@ -240,3 +257,36 @@ def test_android_prints_the_ray_resources_of_the_attached_phones(lab, capsys):
     reset_phones(lab["sim"])
     assert cli(["android", "--ray-resources"]) == 0
     assert json.loads(capsys.readouterr().out) == {f"device:{serial}": 1 for serial in SERIALS}
+
+
+def test_a_lost_node_fails_its_jobs_and_resume_finishes_on_its_return(lab, ray_cluster, tmp_path):
+    """The node SIM0002 is plugged into leaves the cluster during the phone's first run: its jobs are
+    failed or not run with the reason, everything else is stored; the host rejoins and --resume
+    completes the run. (Last in the module: it replaces the cluster's second node.)"""
+    reset_phones(lab["sim"])
+    db = tmp_path / "r.db"
+    (second,) = [node for node in ray_cluster.list_all_nodes() if node is not ray_cluster.head_node]
+    phone = lab["sim"] / "SIM0002"
+
+    def pull_the_plug() -> None:  # the sweep runs in this test's thread (it handles SIGINT there)
+        deadline = time.monotonic() + 120
+        while not ((phone / "busy").exists() or (phone / "tool_runs.jsonl").exists()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ray_cluster.remove_node(second)
+
+    unplug = threading.Thread(target=pull_the_plug)
+    unplug.start()
+    assert sweep(lab, db, "--engine", "ray", "--quiet") == 1
+    unplug.join()
+    before = statuses(db)
+    assert {status for key, status in before.items() if key.endswith("SIM0002")} <= {"failed", "not_run"}
+    assert {status for key, status in before.items() if not key.endswith("SIM0002")} <= {"done", "failed"}
+    with Store(db) as store:
+        (run,) = store.runs()
+        details = [job["detail"] for job in store.jobs(run["run_id"]) if job["status"] != "done"]
+    assert all(details) and any("device:SIM0002" in d or "died" in d.lower() or "Lost" in d for d in details), details
+    ray_cluster.add_node(num_cpus=1, resources={"device:SIM0002": 1})
+    ray_cluster.wait_for_nodes()
+    assert cli(["sweep", "--resume", run["run_id"], "--db", str(db), "--engine", "ray", "--quiet"]) == 0
+    assert set(statuses(db).values()) == {"done"} and len(rows(db)) == len(before)
+    no_phone_ran_two_jobs(lab["sim"])

@@ -46,6 +46,7 @@ from profiling.cli.common import (CliError, add_input_size_argument, results_tab
                                   start_run)
 from profiling.result import LatencyResult
 from profiling.store import Store
+from profiling.sweep.engines import device_resource
 
 HELP = "measure on an Android phone over adb (LiteRT benchmark_model / APK, onnxruntime_perf_test)"
 FORMATS = ("tflite", "onnx")
@@ -280,7 +281,6 @@ def _warnings(label: str, result: LatencyResult, console: Console) -> None:
 
 def ray_resources(adb_path: str | None) -> dict[str, int]:
     """``{"device:<serial>": 1}`` for each phone attached and usable (state ``device``)."""
-    from profiling.sweep.engines import device_resource
     try:
         devices = list_devices(adb_path)
     except AdbError as error:

@@ -26,12 +26,15 @@ from rich.table import Table
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_OK
 from mobilelat.paths import check_output_dir, check_output_file
-from profiling.cli.common import CliError, add_input_size_argument, split_ints, split_list
+from profiling.artifacts import ensure_artifact
+from profiling.cli.common import CliError, add_input_size_argument, existing_store, split_ints, split_list
 from profiling.store import Store
 from profiling.sweep.driver import SweepOutcome, drive, resumable, start_sweep
 from profiling.sweep.engines import ENGINES, Event, make_engine
 from profiling.sweep.plan import SweepSpec, expand, load_spec
+from profiling.sweep.report import build_sweep_report
 
+EXPORTER = ensure_artifact  # what exports (tests put a stand-in here)
 HELP = "sweep a grid (models x formats x precisions x threads x targets) locally or on a Ray cluster"
 
 
@@ -86,9 +89,6 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
 
 
 def report(args: argparse.Namespace, console: Console) -> int:
-    from profiling.cli.common import existing_store
-    from profiling.sweep.report import build_sweep_report
-
     check_output_dir(args.out)
     with existing_store(args.db) as store:
         run_id = store.find_run(args.report)["run_id"]
@@ -113,13 +113,13 @@ def main(args: argparse.Namespace, console: Console) -> int:
     engine = make_engine(args.engine, args.address, args.host_cpus)
     with Store(args.db) as store:
         if args.resume:
-            run_id, plan, total = resumable(store, args.resume)
+            run_id, plan, total = resumable(store, args.resume, EXPORTER)
             if not plan.jobs:
                 console.print(f"run {run_id}: all {total} job(s) are done; nothing to resume")
                 return EXIT_OK
             console.note(f"resuming run {run_id}: {len(plan.jobs)} of {total} job(s) left")
         else:
-            plan = expand(spec_from_args(args))
+            plan = expand(spec_from_args(args), EXPORTER)
             run_id = start_sweep(store, plan, command="python -m profiling " + shlex.join(getattr(args, "argv", [])))
             for line in plan.skipped:
                 console.note(f"[yellow]left out of the grid: {escape(line)}[/yellow]")

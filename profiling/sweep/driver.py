@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from export.artifact import git_commit
+from profiling.artifacts import ensure_artifact
 from profiling.store import Store, StoreError
 from profiling.sweep.engines import Event
 from profiling.sweep.plan import MeasureJob, Plan, SweepSpec
@@ -64,7 +65,7 @@ def start_sweep(store: Store, plan: Plan, command: str = "", run_id: str | None 
     return run_id
 
 
-def resumable(store: Store, reference: str) -> tuple[str, Plan, int]:
+def resumable(store: Store, reference: str, exporter: Callable = ensure_artifact) -> tuple[str, Plan, int]:
     """(run id, the plan of its jobs not done, jobs in the run) of a sweep run."""
     run_id = store.find_run(reference)["run_id"]
     rows = store.jobs(run_id)
@@ -73,7 +74,8 @@ def resumable(store: Store, reference: str) -> tuple[str, Plan, int]:
                          "resume phone sweeps with `python -m profiling android --resume`")
     left = [row for row in rows if row["status"] != "done"]
     spec = SweepSpec.from_dict(rows[0]["spec"]["sweep"])
-    return run_id, Plan.of_jobs(spec, [MeasureJob.from_dict(row["spec"]["job"]) for row in left]), len(rows)
+    jobs = [MeasureJob.from_dict(row["spec"]["job"]) for row in left]
+    return run_id, Plan.of_jobs(spec, jobs, exporter), len(rows)
 
 
 def drive(store: Store, run_id: str, plan: Plan, engine, on_event: Callable[[Event, SweepOutcome], None] | None = None

@@ -63,7 +63,7 @@ class LocalEngine:
             if not jobs:
                 continue
             try:
-                shipped = work.export(export, plan.spec, ship=False)
+                shipped = work.export(export, plan.spec, plan.exporter, ship=False)
             except Exception as error:
                 reason = _describe(error)
                 yield Event("export_failed", export.key, reason=reason)
@@ -86,8 +86,8 @@ class LocalEngine:
                     yield Event("measured", job.key, job, result=result)
 
 
-def _export_task(export, spec):
-    return work.export(export, spec, ship=True)
+def _export_task(export, spec, exporter):
+    return work.export(export, spec, exporter, ship=True)
 
 
 def _measure_task(job, spec, shipped):
@@ -146,7 +146,7 @@ class RayEngine:
         export_refs, exports = {}, {}
         for export in plan.exports:
             if any(job.target not in lost for job in plan.jobs_of(export)):
-                ref = export_task.remote(export, plan.spec)
+                ref = export_task.remote(export, plan.spec, plan.exporter)
                 export_refs[export.key], exports[ref] = ref, export
         jobs = {}
         for job in plan.jobs:

@@ -23,17 +23,18 @@ from __future__ import annotations
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import models
 from export.capabilities import capability
 from mobilelat.errors import UsageError
+from profiling.artifacts import ensure_artifact
 from profiling.android.runner import BenchmarkOptions
 from profiling.protocol import MeasureSettings
 
 FORMATS = ("onnx", "tflite")  # what a sweep exports and measures (Core ML needs a Mac to measure)
 HOST = "host"  # the target "this node's host runtimes": onnxruntime for onnx, LiteRT for tflite
 ANDROID_PREFIX = "android:"
-DEFAULT_EXPORTER = "profiling.artifacts:ensure_artifact"
 ANDROID_TOOL_KEYS = ("binary", "binary_dir", "ort_binary", "adb")  # [android] keys that are not BenchmarkOptions
 
 
@@ -53,7 +54,6 @@ class SweepSpec:
     input_size: list[int] | None = None  # (height, width); None: each model's own
     weights: str | None = None  # a local checkpoint for every model; None: random initialization
     artifacts: str = "artifacts"  # where exports are found or written (on the node that exports)
-    exporter: str = DEFAULT_EXPORTER  # "module:function" with ensure_artifact's signature
     host: dict = field(default_factory=dict)  # MeasureSettings fields (threads come from the grid)
     android: dict = field(default_factory=dict)  # binary / binary_dir / ort_binary / adb + BenchmarkOptions fields
     label: str = ""
@@ -141,14 +141,15 @@ class Plan:
     exports: list[ExportJob]
     jobs: list[MeasureJob]
     skipped: list[str] = field(default_factory=list)  # "onnx fp16: ..." lines
+    exporter: Callable = ensure_artifact  # (model, format, precision, input size, folder, weights=) -> (Artifact, new)
 
     def jobs_of(self, export: ExportJob) -> list[MeasureJob]:
         return [job for job in self.jobs if job.export == export]
 
     @classmethod
-    def of_jobs(cls, spec: SweepSpec, jobs: list[MeasureJob]) -> "Plan":
+    def of_jobs(cls, spec: SweepSpec, jobs: list[MeasureJob], exporter: Callable = ensure_artifact) -> "Plan":
         """The plan that runs exactly ``jobs`` (a resume): their exports, once each, in job order."""
-        return cls(spec, list(dict.fromkeys(job.export for job in jobs)), jobs)
+        return cls(spec, list(dict.fromkeys(job.export for job in jobs)), jobs, exporter=exporter)
 
 
 def _check_list(name: str, values: object, kind: type) -> list:
@@ -173,8 +174,6 @@ def check_spec(spec: SweepSpec) -> None:
             raise SpecError(f"target {target!r}: use `host` or `android:SERIAL` (`adb devices` lists serials)")
     if spec.input_size is not None and (len(spec.input_size) != 2 or min(spec.input_size) < 1):
         raise SpecError(f"`input_size` takes [height, width], got {spec.input_size}")
-    if ":" not in spec.exporter:
-        raise SpecError(f"`exporter` takes module:function, got {spec.exporter!r}")
     try:
         spec.measure_settings(spec.threads[0])
     except TypeError as error:
@@ -190,7 +189,7 @@ def check_spec(spec: SweepSpec) -> None:
                             "(LiteRT's benchmark_model for Android)")
 
 
-def expand(spec: SweepSpec) -> Plan:
+def expand(spec: SweepSpec, exporter: Callable = ensure_artifact) -> Plan:
     """The grid as export jobs (each key once) and measurement jobs, in model, format, precision order."""
     check_spec(spec)
     exports, jobs, skipped = [], [], []
@@ -217,4 +216,4 @@ def expand(spec: SweepSpec) -> Plan:
                     jobs += measured
     if not jobs:
         raise SpecError("the grid holds no job: " + ("; ".join(skipped) or "nothing to measure"))
-    return Plan(spec, exports, jobs, skipped)
+    return Plan(spec, exports, jobs, skipped, exporter)

@@ -13,11 +13,11 @@ stop sending that phone work and the driver marks what is left for it ``not_run`
 """
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from export.artifact import Artifact, load_artifact, manifest_path_for, sha256_of
 from profiling.android.adb import Adb, AdbError, RemoteCommandError
@@ -25,7 +25,7 @@ from profiling.android.runner import (check_delegation, find_binary, run_benchma
                                       to_latency_result)
 from profiling.android.thermal import ThermalSettings
 from profiling.result import LatencyResult
-from profiling.runners import RUNNERS
+from profiling.runners import RUNNERS, litert, onnxruntime
 from profiling.sweep.plan import HOST, ExportJob, MeasureJob, SweepSpec
 
 
@@ -53,15 +53,10 @@ class ShippedArtifact:
         return self.manifest.get("parity") or {}
 
 
-def exporter(spec: SweepSpec):
-    """The export function ``spec.exporter`` names (``module:function``, ``ensure_artifact``'s signature)."""
-    module, _, name = spec.exporter.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def export(job: ExportJob, spec: SweepSpec, ship: bool) -> ShippedArtifact:
-    """Export ``job`` (or reuse the artifact on disk); with ``ship`` the file's bytes come along."""
-    artifact, exported_now = exporter(spec)(job.model, job.format, job.precision, job.input_size,
+def export(job: ExportJob, spec: SweepSpec, exporter: Callable, ship: bool) -> ShippedArtifact:
+    """Export ``job`` with ``exporter`` (``ensure_artifact``: reuse the artifact on disk, or export it
+    behind the parity gate); with ``ship`` the file's bytes come along."""
+    artifact, exported_now = exporter(job.model, job.format, job.precision, job.input_size,
                                             Path(spec.artifacts), weights=job.weights)
     path = Path(artifact.path)
     if path.is_dir():
@@ -91,7 +86,6 @@ def receive(shipped: ShippedArtifact, folder: Path) -> Artifact:
 
 
 def _host_options(format_name: str) -> object:
-    from profiling.runners import litert, onnxruntime
     return onnxruntime.OrtOptions() if format_name == "onnx" else litert.LiteRtOptions()
 
 
