@@ -27,12 +27,14 @@ from profiling.android import cli as android_cli
 from profiling.cli import accuracy, compare, report, run, show
 from profiling.ios import cli as ios_cli
 from profiling.store import DEFAULT_DB
+from profiling.sweep import cli as sweep_cli
 
 SUBCOMMANDS: list[tuple[str, ModuleType]] = [
     ("run", run),
     ("show", show),
     ("report", report),
     ("compare", compare),
+    ("sweep", sweep_cli),
     ("android", android_cli),
     ("ios", ios_cli),
     ("import", importer),

@@ -6,6 +6,7 @@
     python -m profiling android artifacts/x/x.onnx --formats onnx --ort-binary ./onnxruntime_perf_test
     python -m profiling android repvit_m0_9 --formats executorch --et-binary ./executor_runner
     python -m profiling android --resume 20261122T135012Z-3fa9c1      # finish a sweep cut short
+    ray start --address HEAD:6379 --resources "$(python -m profiling android --ray-resources)"
 
 MODEL is a registry name (the artifact is reused, or exported through ``export.<fmt>`` with its
 parity gate) or the path of a ``.tflite`` / ``.onnx`` / ``.pte`` file (its manifest is read when it has one).
@@ -17,10 +18,15 @@ A phone that goes away (unplugged, rebooted, offline, hung) stops the sweep: the
 the rest are marked not run, and ``--resume RUN_ID`` runs every job of that run that is not done,
 with the settings stored at its start, into the same run. Exit status: 0 when every job is done,
 1 when one failed or did not run, 2 for a usage error or a phone that cannot be used at all.
+
+``--ray-resources`` prints, as JSON, the Ray custom resources of the phones attached and usable
+here (``{"device:<serial>": 1, ...}``): the value of ``ray start --resources`` on this host, so a
+``profiling sweep --engine ray`` runs one job at a time on each phone (docs/profiling.md).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +47,7 @@ from profiling.cli.common import (CliError, add_input_size_argument, results_tab
                                   start_run)
 from profiling.result import LatencyResult
 from profiling.store import Store
+from profiling.sweep.engines import device_resource
 
 HELP = "measure on an Android phone over adb (LiteRT benchmark_model / APK, onnxruntime_perf_test, executor_runner)"
 FORMATS = ("tflite", "onnx", "executorch")
@@ -96,6 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_ID",
                         help="finish the sweep of this run (id or unique prefix): every job not done, with the "
                              "settings stored at its start (only --serial, --adb and --db apply)")
+    parser.add_argument("--ray-resources", action="store_true",
+                        help="print the `ray start --resources` JSON of the phones attached here, and exit")
     parser.add_argument("--formats", default="tflite", help="comma-separated from tflite, onnx, executorch (default tflite)")
     parser.add_argument("--serial", help="adb serial of the phone (required when several are attached)")
     parser.add_argument("--adb", help="path of adb (default: $ADB, else adb on PATH)")
@@ -283,7 +292,21 @@ def _warnings(label: str, result: LatencyResult, console: Console) -> None:
         console.print(f"[yellow]{label}: cores {format_cores(offline)} were offline: flagged unstable[/yellow]")
 
 
+def ray_resources(adb_path: str | None) -> dict[str, int]:
+    """``{"device:<serial>": 1}`` for each phone attached and usable (state ``device``)."""
+    try:
+        devices = list_devices(adb_path)
+    except AdbError as error:
+        raise CliError(str(error)) from None
+    return {device_resource(device.serial): 1 for device in devices if device.state == "device"}
+
+
 def main(args: argparse.Namespace, console: Console) -> int:
+    if args.ray_resources:
+        if args.models or args.resume:
+            raise CliError("--ray-resources only lists the phones: name no MODEL and no --resume")
+        console.print(json.dumps(ray_resources(args.adb)), markup=False, highlight=False)
+        return 0
     with Store(args.db) as store:
         if args.resume:
             if args.models:

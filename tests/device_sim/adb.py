@@ -19,7 +19,18 @@ A fault written ``NAME@N`` fires on the N-th matching command only (counted per 
   (after some progress), during ``getprop``, or during the thermal-zone read;
 - ``push_nospace``: a push fails with ``remote No space left on device``;
 - ``slow``: the benchmark run hangs for ``ADB_SIM_SLOW_S`` seconds (default 60);
-- ``hot``: every benchmark run heats the phone by ``ADB_SIM_HEAT_C`` degrees (default 8).
+- ``hot``: every benchmark run heats the phone by ``ADB_SIM_HEAT_C`` degrees (default 8);
+- ``kill_caller``: the process that called adb (a sweep's worker) is killed with SIGKILL while the tool runs.
+
+Faults can also come from ``faults.json`` in the sandbox root (``{"fault": "disconnect@2", "serial":
+"SIM0002", "hold_s": 0.3}``, or per phone ``{"faults": {"SIM0001": "kill_caller@3"}}``), read by every adb call, so a test can inject them into processes that
+started before it (a Ray worker) and clear them by deleting the file.
+
+One phone, one job: every benchmark-tool run takes the phone's ``busy`` file (created exclusively)
+for its whole duration (``hold_s`` / ``ADB_SIM_HOLD_S`` seconds more, to widen the window), appends
+``{"pid", "start", "end"}`` to the phone's ``tool_runs.jsonl``, and a run that finds the phone busy
+appends a line to its ``overlaps.log``: a test proves no phone ran two jobs at once by finding no
+``overlaps.log`` and no two intervals of ``tool_runs.jsonl`` that intersect.
 
 The tools' own faults (``garbage``, ``zero_runs``, ``nan``, ``no_final_newline``, ...) are listed in
 ``benchmark_model.py``, ``onnxruntime_perf_test.py`` and ``executor_runner.py``. A device the test "reconnects" is one whose
@@ -32,13 +43,16 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(os.environ["ADB_SIM_ROOT"])
-FAULT_SERIAL = os.environ.get("ADB_SIM_FAULT_SERIAL")
+_FAULT_FILE = json.loads((ROOT / "faults.json").read_text()) if (ROOT / "faults.json").exists() else {}
+FAULT_SERIAL = _FAULT_FILE.get("serial", os.environ.get("ADB_SIM_FAULT_SERIAL"))
+HOLD_S = float(_FAULT_FILE.get("hold_s", os.environ.get("ADB_SIM_HOLD_S", "0")))
 BENCHMARK_TOOLS = ("benchmark_model", "onnxruntime_perf_test", "executor_runner")
 DETAILS = "product:panther model:{model} device:panther transport_id:{tid}"
 
@@ -53,7 +67,7 @@ def parse_faults(text: str) -> dict[str, int | None]:
     return faults
 
 
-FAULTS = parse_faults(os.environ.get("ADB_SIM_FAULT", ""))
+FAULTS = parse_faults(_FAULT_FILE.get("fault", os.environ.get("ADB_SIM_FAULT", "")))
 
 
 def fail(message: str, status: int = 1) -> None:
@@ -62,6 +76,8 @@ def fail(message: str, status: int = 1) -> None:
 
 
 def faults_for(serial: str) -> dict[str, int | None]:
+    if "faults" in _FAULT_FILE:  # per phone: {"faults": {"SIM0001": "kill_caller@3", "SIM0002": "disconnect@2"}}
+        return parse_faults(_FAULT_FILE["faults"].get(serial, ""))
     return FAULTS if FAULT_SERIAL in (None, serial) else {}
 
 
@@ -172,6 +188,30 @@ def write_out(data: bytes, old_adb: bool) -> None:
 
 
 def shell(serial: str, command: str) -> int:
+    if not runs_tool(command):
+        return _shell(serial, command)
+    busy = ROOT / serial / "busy"
+    try:
+        os.close(os.open(busy, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        owner = True
+    except FileExistsError:  # another job is on this phone right now
+        owner = False
+        with open(ROOT / serial / "overlaps.log", "a") as log:
+            log.write(f"{time.time():.6f} pid {os.getpid()} found {serial} busy: {command[:120]}\n")
+    start = time.time()
+    try:
+        time.sleep(HOLD_S)
+        if fires(serial, "kill_caller"):
+            os.kill(os.getppid(), signal.SIGKILL)
+        return _shell(serial, command)
+    finally:
+        with open(ROOT / serial / "tool_runs.jsonl", "a") as log:
+            log.write(json.dumps({"pid": os.getpid(), "start": start, "end": time.time()}) + "\n")
+        if owner:
+            busy.unlink()
+
+
+def _shell(serial: str, command: str) -> int:
     old_adb = "old_adb" in faults_for(serial)
     tool = runs_tool(command)
     env = dict(os.environ, PATH=f"{ROOT / 'tools'}:{os.environ.get('PATH', '')}", ADB_SIM_SERIAL=serial)
