@@ -59,11 +59,13 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("tflite", "fp32"): Tolerance(rtol=1e-4, reason="fp32 throughout; XNNPACK reorders sums"),
     ("coreml", "fp32"): Tolerance(rtol=1e-4, reason="fp32 throughout; only summation order differs"),
     ("coreml", "fp16"): Tolerance(
-        rtol=1e-2,
-        reason="fp16 compute (11-bit mantissa); measured error x margin, see docs/export.md"),
+        rtol=3e-2,
+        reason="fp16 compute (11-bit mantissa): largest error measured on probe weights 8e-3 x spread "
+               "(mobilenetv3_small_100), bound ~4x that; see docs/export.md"),
     ("tflite", "fp16"): Tolerance(
-        rtol=1e-2,
-        reason="fp16 weights (rounded to 11-bit mantissa), fp32 compute; measured error x margin, see docs/export.md"),
+        rtol=2e-2,
+        reason="fp16 weights (11-bit mantissa), fp32 compute: largest error measured on probe weights "
+               "4.6e-3 x spread (repvit_m0_6), bound ~4x that; see docs/export.md"),
     ("tflite", "int8_dynamic"): Tolerance(rtol=None, min_top1_agreement=0.6, min_cosine=0.95,
                                           reason=_INT8_REASON),
     ("tflite", "int8_full"): Tolerance(rtol=None, min_top1_agreement=0.6, min_cosine=0.9,

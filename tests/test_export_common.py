@@ -266,7 +266,7 @@ def test_each_format_has_its_options_and_one_handler():
     assert {name: cap.default_precision for name, cap in CAPABILITIES.items()} == {
         "onnx": "fp32", "coreml": "fp16", "tflite": "fp32"}
     common = {f.name for f in dataclasses.fields(ExportOptions)}
-    assert common == {"precision", "input_size", "reparameterize", "parity_inputs", "parity_seed", "tolerance",
+    assert common == {"precision", "input_size", "reparameterize", "parity_inputs", "parity_seed", "probe", "probe_seed", "tolerance",
                       "quiet", "weights"}
     for cap in CAPABILITIES.values():  # every field says what it is for
         assert all(f.metadata["help"] for f in dataclasses.fields(cap.options_class))
