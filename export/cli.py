@@ -38,6 +38,7 @@ from mobilelat.cli import ArgumentParser, raise_if_interrupted, run_cli
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, UsageError
 from models import DeployCheckpointError, ModelSpec, create_model, model_spec
+from models.probe import name_seed, probe_weights
 
 # what 1 and 3 mean for an export; a checkpoint that cannot be used (models.CheckpointError) is a UsageError
 EXIT_PARITY, EXIT_CONVERTER = EXIT_CHECK_FAILED, EXIT_INCOMPLETE
@@ -59,8 +60,8 @@ def _add_command_args(parser: argparse.ArgumentParser) -> None:
                         help="output directory; the artifact goes to OUT/<model>/ (default: artifacts/)")
     parser.add_argument("--weights", metavar="PATH",
                         help="local checkpoint to load: .pth/.bin/.safetensors or a Hugging Face hub snapshot folder, "
-                             "in our, timm's or the official layout (nothing is downloaded; default: random "
-                             "initialization)")
+                             "in our, timm's or the official layout (nothing is downloaded; default: probe weights "
+                             "seeded from the model name, see docs/export.md)")
     add_output_flags(parser, quiet_flag=False)  # --quiet is an options field
 
 
@@ -111,7 +112,11 @@ def _given(args: argparse.Namespace, options_class: type[ExportOptions]) -> dict
 
 
 def _load_model(name: str, weights: str | None) -> tuple[nn.Module, ModelSpec]:
+    """The model on ``weights``; without them, on its probe weights seeded from its name
+    (``models.probe``): reproducible bytes, and every layer reaches the logits."""
     spec = model_spec(name)  # UnknownModelError lists the closest names
+    if weights is None:
+        return probe_weights(create_model(name), name_seed(spec.name), spec.input_size), spec
     try:
         try:
             model = create_model(name, weights=weights)
@@ -196,7 +201,7 @@ def run_format_cli(handler: FormatHandler, argv: list[str] | None = None) -> int
 def _format_main(handler: FormatHandler, argv: list[str]) -> int:
     args = build_parser(handler.name).parse_args(argv)
     options_class = capability(handler.name).options_class
-    options = options_class(**_given(args, options_class), weights=_weights_text(args.weights))
+    options = options_class(**_given(args, options_class), weights=_weights_text(args))
     check_options(handler.name, options)  # a bad flag value fails before the model is built
     console = Console(quiet=options.quiet, verbose=args.verbose, json_mode=args.json, command=f"export-{handler.name}")
     handler.prepare_command_line()
@@ -231,7 +236,7 @@ def _multi_main(handlers: Mapping[str, FormatHandler], argv: list[str]) -> int:
     options = {}
     for format_name in formats:  # a format flag goes only to the formats that take it
         options_class = capability(format_name).options_class
-        options[format_name] = options_class(**_given(args, options_class), weights=_weights_text(args.weights))
+        options[format_name] = options_class(**_given(args, options_class), weights=_weights_text(args))
         check_options(format_name, options[format_name])  # every flag value checked before any model work
     quiet = bool(getattr(args, "quiet", False))
     console = Console(quiet=quiet, verbose=args.verbose, json_mode=args.json, command="export")
@@ -243,5 +248,11 @@ def _multi_main(handlers: Mapping[str, FormatHandler], argv: list[str]) -> int:
     return outcome.status
 
 
-def _weights_text(weights: str | None) -> str | None:
-    return None if weights is None else str(weights)
+PROBE_PREFIX = "probe:"  # the manifest's weights field for an export without --weights: "probe:<seed>"
+
+
+def _weights_text(args: argparse.Namespace) -> str:
+    """What the manifest records as the weights: the --weights path, or the probe seed."""
+    if args.weights is not None:
+        return str(args.weights)
+    return f"{PROBE_PREFIX}{name_seed(model_spec(args.model).name)}"

@@ -10,7 +10,9 @@ it wrote, which tool versions it used). ``export_model`` does the rest, the same
 3. check the output folder before any conversion work (a file, or a folder nothing can be written
    in, is an ``OutputPathError``), then convert into a temporary name beside the final one;
 4. run the artifact on seeded inputs and compare with the eager deploy and training-form models
-   (``export/parity.py``); on failure raise ``ParityError`` and remove the temporary file;
+   (``export/parity.py``); then convert a copy of the model carrying probe weights
+   (``models/probe.py``: every layer reaches the output) through the same path and gate that too;
+   on any failure raise ``ParityError`` and remove the temporary files;
 5. write the manifest and rename both onto their final names.
 
 Each stage is a line on the console with its time. However it ends (a failure, Ctrl-C), no temporary
@@ -48,6 +50,7 @@ from mobilelat.paths import check_output_dir, output_dir
 from mobilelat.sizes import check_input_size, format_input_size
 from models import ModelSpec, UnknownModelError, model_spec
 from models.complexity import count_macs, count_params
+from models.probe import name_seed, probe_weights
 
 __all__ = ["FormatHandler", "artifact_path", "export_model", "failing_component", "remove_path"]
 
@@ -212,19 +215,68 @@ def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_
 
         inputs = [x.numpy() for x in spec.sample_inputs(count=options.parity_inputs, seed=options.parity_seed)]
         with console.stage(f"[{handler.name}] eager reference outputs on {len(inputs)} inputs"), torch.no_grad():
-            references = {"deploy": [deploy(torch.from_numpy(x)).numpy() for x in inputs]}
-            if options.reparameterize:
-                references["training"] = [training(torch.from_numpy(x)).numpy() for x in inputs]
+            references = _references(training, deploy, inputs, options.reparameterize)
+        probe = None
+        if options.probe:
+            seed = probe_seed(spec.name, options)
+            with console.stage(f"[{handler.name}] probe weights (seed {seed}) and their reference outputs"):
+                probe_training = probe_weights(training, seed, _own_input_size(spec))
+                probe_deploy = (reparam.reparameterize(probe_training, warn_untrained=False).eval()
+                                if options.reparameterize else probe_training)
+                with torch.no_grad():
+                    probe = _Probe(seed, probe_deploy,
+                                   _references(probe_training, probe_deploy, inputs, options.reparameterize))
+            if _same_weights(training, probe_training):  # the model already carries these probe weights:
+                probe = dataclasses.replace(probe, same_as_model=True)  # its gate is the probe's, no second conversion
         artifact = _convert_and_write(handler, deploy, spec, options, final, inputs, references, tolerance,
-                                      console, started)
+                                      console, started, probe)
     return artifact
+
+
+def _own_input_size(spec: ModelSpec) -> tuple[int, int, int]:
+    """The registered model's own (C, H, W): probe weights do not depend on --input-size."""
+    try:
+        return model_spec(spec.name).input_size
+    except UnknownModelError:  # a spec built by hand
+        return spec.input_size
+
+
+def _same_weights(model: nn.Module, other: nn.Module) -> bool:
+    state, other_state = model.state_dict(), other.state_dict()
+    return state.keys() == other_state.keys() and all(torch.equal(state[k], other_state[k]) for k in state)
+
+
+def probe_seed(model_name: str, options: ExportOptions) -> int:
+    """The seed of the probe weights: the options', else one derived from the model name."""
+    return options.probe_seed if options.probe_seed is not None else name_seed(model_name)
+
+
+@dataclasses.dataclass
+class _Probe:
+    """The model on probe weights, converted and gated beside the user's."""
+
+    seed: int  # seed of the probe weights
+    deploy: nn.Module  # what is converted
+    references: dict[str, list[np.ndarray]]  # its eager outputs on the parity inputs
+    same_as_model: bool = False  # the model's own weights are these probe weights (nothing more to convert)
+
+
+def _references(training: nn.Module, deploy: nn.Module, inputs: list[np.ndarray],
+                reparameterized: bool) -> dict[str, list[np.ndarray]]:
+    references = {"deploy": [deploy(torch.from_numpy(x)).numpy() for x in inputs]}
+    if reparameterized:
+        references["training"] = [training(torch.from_numpy(x)).numpy() for x in inputs]
+    return references
 
 
 def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpec, options: ExportOptions,
                        final: Path, inputs: list[np.ndarray], references: dict[str, list[np.ndarray]],
-                       tolerance: Tolerance, console: Console, started: float) -> Artifact:
-    """Convert to a temporary name, gate it, write the manifest, rename both; no temporary survives."""
-    tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+                       tolerance: Tolerance, console: Console, started: float, probe: _Probe | None = None) -> Artifact:
+    """Convert to a temporary name, gate it (and the probe's conversion), write the manifest, rename both;
+    no temporary survives."""
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = final.with_name(f".{final.stem}.tmp-{tag}{final.suffix}")
+    tmp_probe = final.with_name(f".{final.stem}.probe-tmp-{tag}{final.suffix}")
     tmp_manifest = manifest_path_for(tmp)
     try:
         convert_started = time.perf_counter()
@@ -240,6 +292,22 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
             outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp, inputs, spec, options)]
             report = check_parity(outputs, references, tolerance, format_name=handler.name,
                                   precision=options.precision, output_name=spec.output_name)
+        if probe is not None and probe.same_as_model:
+            report.probe_seed = probe.seed
+        elif probe is not None and not report.refused:
+            with console.stage(f"[{handler.name}] convert {spec.name} on probe weights and gate it"):
+                _convert(handler, probe.deploy, spec, tmp_probe, options)
+                raise_if_interrupted()
+                probe_outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp_probe, inputs, spec, options)]
+                report.probe = check_parity(probe_outputs, probe.references, tolerance, format_name=handler.name,
+                                            precision=options.precision, output_name=spec.output_name)
+                report.probe_seed = probe.seed
+            if console.verbose:
+                shares = ", ".join(f"{name} {share:.1%}" for name, share in report.probe.input_share().items())
+                console.note(f"\\[{handler.name}] input-dependent share of the logits on probe weights: {shares}")
+        if console.verbose:
+            shares = ", ".join(f"{name} {share:.2%}" for name, share in report.input_share().items())
+            console.note(f"\\[{handler.name}] input-dependent share of the logits on the model's weights: {shares}")
         if not report.passed:
             raise ParityError(report)
 
@@ -255,7 +323,7 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
             os.replace(tmp, final)
             os.replace(tmp_manifest, manifest_path_for(final))
     finally:
-        for leftover in (tmp, tmp_manifest, *handler.temp_paths(tmp)):
+        for leftover in (tmp, tmp_manifest, tmp_probe, *handler.temp_paths(tmp), *handler.temp_paths(tmp_probe)):
             remove_path(leftover)
     return artifact
 

@@ -21,13 +21,21 @@ def summary_table(artifact: Artifact) -> Table:
     table.add_row("params / MACs", f"{artifact.params / 1e6:.2f} M / "
                                    f"{artifact.macs / 1e9:.3f} G" if artifact.macs >= 0 else f"{artifact.params / 1e6:.2f} M")
     table.add_row("reparameterized", str(artifact.reparameterized))
-    table.add_row("weights", artifact.options.get("weights") or "random initialization")
+    table.add_row("weights", artifact.options.get("weights") or "as given (no checkpoint named)")
     if parity.get("tolerance", {}).get("rtol") is not None:
         table.add_row("parity", f"passed: max abs error {parity['max_abs_error']:.3g} on {parity['inputs']} inputs "
                                 f"(vs deploy {parity['max_abs_error_vs_deploy']:.3g})")
     else:
         agreement = ", ".join(f"{k} {v:.0%}" for k, v in parity["top1_agreement"].items())
         table.add_row("parity", f"passed: top-1 agreement {agreement}; min cosine {parity['min_cosine']:.4f}")
+    shares = parity.get("input_share") or {}
+    if shares:
+        text = "model's weights " + ", ".join(f"{k} {v:.2%}" for k, v in shares.items())
+        probe = parity.get("probe")
+        if probe:
+            text += f"; probe weights (seed {probe['seed']}) " + ", ".join(
+                f"{k} {v:.1%}" for k, v in probe["input_share"].items())
+        table.add_row("input share", text)
     table.add_row("time", f"{artifact.export_seconds:.1f} s (convert {artifact.options.get('convert_seconds', 0):.1f} s)")
     table.add_row("sha256", artifact.sha256[:16] + "...")
     return table

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import models
+from models.probe import name_seed, probe_weights
 from models.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,10 @@ def randomize_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
 
 
 def signal_model(name: str) -> nn.Module:
-    """A registered model with randomized BatchNorm (see ``randomize_batchnorm``)."""
-    return randomize_batchnorm(models.create_model(name))
+    """A registered model on its probe weights (``models.probe``, the seed from its name): every layer
+    reaches the logits, and the export gate sees the same weights as its own probe (one conversion)."""
+    spec = models.model_spec(name)
+    return probe_weights(models.create_model(name), name_seed(name), spec.input_size)
 
 
 def head_commit() -> str | None:

@@ -267,7 +267,7 @@ def test_each_format_has_its_options_and_one_handler():
     assert {name: cap.default_precision for name, cap in CAPABILITIES.items()} == {
         "onnx": "fp32", "coreml": "fp16", "tflite": "fp32", "executorch": "fp32"}
     common = {f.name for f in dataclasses.fields(ExportOptions)}
-    assert common == {"precision", "input_size", "reparameterize", "parity_inputs", "parity_seed", "tolerance",
+    assert common == {"precision", "input_size", "reparameterize", "parity_inputs", "parity_seed", "probe", "probe_seed", "tolerance",
                       "quiet", "weights"}
     for cap in CAPABILITIES.values():  # every field says what it is for
         assert all(f.metadata["help"] for f in dataclasses.fields(cap.options_class))
@@ -320,14 +320,15 @@ def test_compare_reports_max_mean_and_where():
     reference = np.array([[1.0, -4.0, 2.0, 0.5]])
     output = reference + np.array([[0.0, 0.0, 3e-4, -1e-4]])
     tolerance = Tolerance(rtol=1e-4, atol=0.0)
-    comparison = compare(output, reference, tolerance, reference_name="deploy", input_index=2, output_name="logits")
+    comparison = compare(output, reference, tolerance, reference_name="deploy", input_index=2, output_name="logits",
+                         spread=4.0)
     assert comparison.max_abs_error == pytest.approx(3e-4)
     assert comparison.mean_abs_error == pytest.approx(1e-4)
     assert comparison.where == [0, 2]
-    assert comparison.bound == pytest.approx(4e-4)  # rtol * max|ref| = 1e-4 * 4
+    assert comparison.bound == pytest.approx(4e-4)  # rtol x spread = 1e-4 * 4
     assert comparison.passed
-    tight = compare(output, reference, Tolerance(rtol=5e-5, atol=0.0), reference_name="deploy", input_index=2,
-                    output_name="logits")
+    tight = compare(output, reference, Tolerance(rtol=1e-4, atol=0.0), reference_name="deploy", input_index=2,
+                    output_name="logits", spread=2.0)
     assert not tight.passed and tight.bound == pytest.approx(2e-4)
 
 

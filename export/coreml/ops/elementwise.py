@@ -118,7 +118,7 @@ OPS: dict[str, OpFunction] = {
     "leaky_relu": lambda a: np.where(a["x"] >= 0, a["x"], a.get("alpha", 0.01) * a["x"]),
     "elu": lambda a: np.where(a["x"] > 0, a["x"], a.get("alpha", 1.0) * np.expm1(a["x"])),
     "prelu": op_prelu,
-    "thresholded_relu": lambda a: np.where(a["x"] > a.get("alpha", 1.0), a["x"], 0),
+    "thresholded_relu": lambda a: np.where(a["x"] >= a.get("alpha", 1.0), a["x"], 0),  # MIL: x >= alpha
     "scaled_tanh": lambda a: a.get("alpha", 1.0) * np.tanh(a.get("beta", 1.0) * a["x"]),
     "linear_activation": lambda a: a.get("alpha", 1.0) * a["x"] + a.get("beta", 0.0),
     "clamped_relu": op_clamped_relu,

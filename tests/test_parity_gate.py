@@ -1,0 +1,100 @@
+"""The parity gate's arithmetic (export/parity.py) and the probe weights (models/probe.py), on plain arrays
+and tiny models: bounds on the spread, refused references, zero and non-finite outputs, top-1."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import models
+import reparam
+from export.parity import MIN_INPUT_SHARE, TOLERANCES, Tolerance, check_parity, reference_signal
+from models.probe import name_seed, probe_weights
+
+pytestmark = pytest.mark.fast
+
+FP32 = Tolerance(rtol=1e-4, reason="test")
+
+
+def _references(offset: float = 0.0, spread: float = 1.0, count: int = 3, classes: int = 10):
+    rng = np.random.default_rng(0)
+    return [offset + spread * rng.normal(size=(1, classes)) for _ in range(count)]
+
+
+def test_bound_is_taken_on_the_spread_not_the_offset():
+    # a large constant offset shared by every input gives the bound nothing
+    references = _references(offset=1000.0, spread=1.0)
+    signal = reference_signal(references)
+    assert signal.spread < 5 and signal.max_abs > 995
+    shifted = [r + 0.01 for r in references]  # 1e-5 of the offset, 1e-2 of the spread
+    report = check_parity(shifted, {"deploy": references}, FP32, format_name="onnx", precision="fp32")
+    assert not report.passed
+    assert report.comparisons[0].bound == pytest.approx(1e-4 * signal.spread)
+
+
+def test_reference_that_ignores_its_input_is_refused():
+    constant = [np.linspace(-1, 1, 10)[None] for _ in range(3)]
+    report = check_parity(constant, {"deploy": constant}, FP32, format_name="onnx", precision="fp32")
+    assert report.refused == ["deploy"] and not report.passed
+    assert "inputs do not reach the output" in report.summary_line()
+    # just under the share: refused; the artifact matches exactly, it does not matter
+    weak = [c + (MIN_INPUT_SHARE / 2) * np.eye(10)[i:i + 1] for i, c in enumerate(constant)]
+    assert not check_parity(weak, {"deploy": weak}, FP32, format_name="onnx", precision="fp32").passed
+
+
+def test_zero_and_non_finite_outputs_never_give_cosine_one():
+    references = _references()
+    int8 = Tolerance(rtol=None, min_top1_agreement=0.0, min_cosine=0.5, reason="test")
+    for bad in (np.zeros((1, 10)), np.full((1, 10), np.nan), np.full((1, 10), np.inf)):
+        report = check_parity([bad] * 3, {"deploy": references}, int8, format_name="tflite", precision="int8_dynamic")
+        assert all(c.cosine == 0.0 for c in report.comparisons) and not report.passed
+    # a tiny output (fp16 underflow of a broken model) is judged on the bound too
+    tiny = [np.full((1, 10), 4e-9)] * 3
+    assert not check_parity(tiny, {"deploy": references}, TOLERANCES[("coreml", "fp16")], format_name="coreml",
+                            precision="fp16").passed
+
+
+def test_float_top1_fails_beyond_a_tie():
+    # every sample's argmax moves while each error stays within the bound (margin 1.0, bound 0.6)
+    references = [np.array([[1.0, 0.0, 0.0]]), np.array([[1.0, 0.0, -1.0]]), np.array([[1.0, 0.0, 1.0 - 1e-9]])]
+    outputs = [np.array([[0.5, 0.52, 0.0]]), np.array([[0.5, 0.52, -1.0]]), np.array([[0.5, 0.52, 0.5]])]
+    spread = reference_signal(references).spread
+    loose = Tolerance(rtol=0.6 / spread, reason="test: the bound alone would pass")
+    report = check_parity(outputs, {"deploy": references}, loose, format_name="onnx", precision="fp32")
+    assert all(c.max_abs_error <= c.bound for c in report.comparisons)
+    assert report.top1_agreement(beyond_ties=True)["deploy"] < 1.0 and not report.passed
+    # a tie the bound allows is not a failure
+    tied = [np.array([[1.0, 1.0 - 1e-7, 0.0]]), np.array([[0.0, 1.0, 0.0]]), np.array([[0.0, 0.0, 1.0]])]
+    moved = [np.array([[1.0 - 1e-7, 1.0, 0.0]]), tied[1], tied[2]]
+    assert check_parity(moved, {"deploy": tied}, FP32, format_name="onnx", precision="fp32").passed
+
+
+def test_every_float_tolerance_has_no_atol_and_judges_top1():
+    for (format_name, precision), tolerance in TOLERANCES.items():
+        if tolerance.rtol is not None:
+            assert tolerance.atol == 0.0 and tolerance.min_top1_agreement == 1.0, (format_name, precision)
+            assert tolerance.rtol <= 1e-2 and tolerance.reason
+
+
+@pytest.mark.parametrize("name", ["repvit_m0_6", "mobilenetv3_small_100", "convnext_atto"])
+def test_probe_weights_reach_the_output(name):
+    model = models.create_model(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    probe = probe_weights(model, name_seed(name), (3, 64, 64))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model untouched
+    again = probe_weights(model, name_seed(name), (3, 64, 64))
+    assert all(torch.equal(a, b) for a, b in zip(probe.state_dict().values(), again.state_dict().values()))
+    assert not any(torch.all(p == 0) for p in probe.parameters())
+    for module in probe.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            assert float((module.running_var - 1).abs().max()) > 0.05 and float(module.running_mean.abs().max()) > 0.01
+        if hasattr(module, "gamma") and isinstance(module.gamma, torch.nn.Parameter):
+            assert float(module.gamma.detach().min()) >= 0.1
+    inputs = [torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    with torch.no_grad():
+        outputs = [probe(x).numpy() for x in inputs]
+        deploy = reparam.reparameterize(probe, warn_untrained=False)
+        folded = [deploy(x).numpy() for x in inputs]
+    signal = reference_signal(outputs)
+    assert signal.input_share > 0.05 and signal.max_abs < 1e4
+    assert max(float(np.abs(a - b).max()) for a, b in zip(outputs, folded)) < 1e-4 * signal.spread
