@@ -9,6 +9,7 @@ prove no phone ever ran two jobs at once.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import statistics
@@ -27,11 +28,23 @@ from profiling.sweep import cli as sweep_cli
 from sweep_helpers import CACHE_ENV, make_tiny_cache, tiny_export
 from tests.device_sim import make_sandbox
 
-pytestmark = pytest.mark.xdist_group("sweep")  # one worker sets up the phones and the cluster once
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = "repvit_m0_9,mobilenetv3_small_100"
 SERIALS = ("SIM0001", "SIM0002")
 HOST_QUICK = {"warmup_runs": 1, "warmup_min_s": 0.0, "min_runs": 3, "min_duration_s": 0.0, "rounds": 1}
+
+
+def shared_tiny_cache(tmp_path_factory) -> Path:
+    """The tiny network's files, converted once for the whole session: xdist workers share the folder
+    above their own base temp, and the first to take the lock converts."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "sweep-tiny-cache"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "parity.json").exists():
+            make_tiny_cache(shared)
+    return shared
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +53,7 @@ def lab(tmp_path_factory):
     started later inherit it); the spec file of the grid every test sweeps."""
     root = tmp_path_factory.mktemp("sweep")
     saved = dict(os.environ)
-    os.environ[CACHE_ENV] = str(make_tiny_cache(root / "cache"))
+    os.environ[CACHE_ENV] = str(shared_tiny_cache(tmp_path_factory))
     os.environ.update(make_sandbox(root / "sim", devices={serial: {} for serial in SERIALS}))
     os.environ["ADB_SIM_TIMING"] = "synthetic"
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])

@@ -132,9 +132,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                    f"{escape(event.reason)}")
                 elif event.kind == "export_failed":
                     progress.print(f"[red]export failed[/red] {escape(event.key)}: {escape(event.reason)}")
-                if event.job is not None:
+                if event.job is not None:  # one line (pipe) or the bar's text (terminal) per finished job
+                    progress.update(f"{event.key} {event.kind.replace('_', ' ')} | {outcome.summary()}")
                     progress.advance()
-                progress.update(outcome.summary())
 
             outcome = drive(store, run_id, plan, engine, on_event)
     status = EXIT_OK if not outcome.failures else EXIT_CHECK_FAILED
