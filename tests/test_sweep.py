@@ -156,6 +156,19 @@ def test_an_artifact_that_arrives_changed_is_not_measured(lab, tmp_path):
         work.receive(shipped, tmp_path / "node2")
 
 
+@pytest.mark.fast
+def test_bad_grids_are_refused_before_a_database_is_made(tmp_path, capfd):
+    db = tmp_path / "r.db"
+    for args, message in ((["--models", "repvit_m0_9", "--targets", "phone1"], "target 'phone1': use `host`"),
+                          (["--models", "repvit_m0_9", "--formats", "coreml"], "a sweep measures onnx, tflite"),
+                          ([str(tmp_path / "missing.toml")], "missing.toml not found"),
+                          (["--resume", "20261202"], "no results database"),
+                          (["--models", "repvit_m0_9", "--resume", "x"], "give no SPEC.toml or --models")):
+        assert cli(["sweep", *args, "--db", str(db)]) == 2
+        assert message in capfd.readouterr().err
+    assert not db.exists()
+
+
 # ---- the local engine ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
