@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -88,12 +89,27 @@ def reset_phones(sim: Path, faults: dict | None = None) -> None:
     (sim / "faults.json").write_text(json.dumps({"hold_s": 0.2, **(faults or {})}))
 
 
-def no_phone_ran_two_jobs(sim: Path) -> None:
-    for serial in SERIALS:
+def no_phone_ran_two_jobs(sim: Path, serials: tuple[str, ...] = SERIALS) -> None:
+    for serial in serials:
         assert not (sim / serial / "overlaps.log").exists(), (sim / serial / "overlaps.log").read_text()
         runs = sorted((json.loads(line) for line in (sim / serial / "tool_runs.jsonl").read_text().splitlines()),
                       key=lambda run: run["start"])
         assert all(a["end"] <= b["start"] for a, b in zip(runs, runs[1:])), runs
+
+
+@pytest.mark.fast
+def test_the_simulator_catches_two_jobs_on_one_phone(tmp_path):
+    """The proof has teeth: two tool runs started together on one phone are both logged as overlapping."""
+    env = {**os.environ, **make_sandbox(tmp_path / "sim")}
+    (tmp_path / "sim" / "faults.json").write_text(json.dumps({"hold_s": 0.5}))
+    adb = str(tmp_path / "sim" / "bin" / "adb")
+    runs = [subprocess.Popen([adb, "-s", "SIM0001", "shell", "benchmark_model --version"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    for run in runs:
+        run.wait(timeout=60)
+    assert "found SIM0001 busy" in (tmp_path / "sim" / "SIM0001" / "overlaps.log").read_text()
+    with pytest.raises(AssertionError):
+        no_phone_ran_two_jobs(tmp_path / "sim", ("SIM0001",))
 
 
 def sim_means(sim: Path, serial: str) -> list[float]:
