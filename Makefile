@@ -29,9 +29,8 @@ demo: $(STAMP)
 	@echo "demo done: artifacts/$(DEMO_MODEL)/, results/latency.db (run $(DEMO_RUN)), reports/demo/report.md"
 
 # --durations=15: the 15 slowest tests after the run, so a test that grows slow is seen at once.
-# --dist loadgroup: tests marked xdist_group(NAME) share one worker (tests/test_sweep.py's Ray cluster starts once).
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m fast tests

@@ -9,9 +9,11 @@ prove no phone ever ran two jobs at once.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -27,11 +29,23 @@ from profiling.sweep import cli as sweep_cli
 from sweep_helpers import CACHE_ENV, make_tiny_cache, tiny_export
 from tests.device_sim import make_sandbox
 
-pytestmark = pytest.mark.xdist_group("sweep")  # one worker sets up the phones and the cluster once
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = "repvit_m0_9,mobilenetv3_small_100"
 SERIALS = ("SIM0001", "SIM0002")
 HOST_QUICK = {"warmup_runs": 1, "warmup_min_s": 0.0, "min_runs": 3, "min_duration_s": 0.0, "rounds": 1}
+
+
+def shared_tiny_cache(tmp_path_factory) -> Path:
+    """The tiny network's files, converted once for the whole session: xdist workers share the folder
+    above their own base temp, and the first to take the lock converts."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "sweep-tiny-cache"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "parity.json").exists():
+            make_tiny_cache(shared)
+    return shared
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +54,7 @@ def lab(tmp_path_factory):
     started later inherit it); the spec file of the grid every test sweeps."""
     root = tmp_path_factory.mktemp("sweep")
     saved = dict(os.environ)
-    os.environ[CACHE_ENV] = str(make_tiny_cache(root / "cache"))
+    os.environ[CACHE_ENV] = str(shared_tiny_cache(tmp_path_factory))
     os.environ.update(make_sandbox(root / "sim", devices={serial: {} for serial in SERIALS}))
     os.environ["ADB_SIM_TIMING"] = "synthetic"
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
@@ -75,12 +89,27 @@ def reset_phones(sim: Path, faults: dict | None = None) -> None:
     (sim / "faults.json").write_text(json.dumps({"hold_s": 0.2, **(faults or {})}))
 
 
-def no_phone_ran_two_jobs(sim: Path) -> None:
-    for serial in SERIALS:
+def no_phone_ran_two_jobs(sim: Path, serials: tuple[str, ...] = SERIALS) -> None:
+    for serial in serials:
         assert not (sim / serial / "overlaps.log").exists(), (sim / serial / "overlaps.log").read_text()
         runs = sorted((json.loads(line) for line in (sim / serial / "tool_runs.jsonl").read_text().splitlines()),
                       key=lambda run: run["start"])
         assert all(a["end"] <= b["start"] for a, b in zip(runs, runs[1:])), runs
+
+
+@pytest.mark.fast
+def test_the_simulator_catches_two_jobs_on_one_phone(tmp_path):
+    """The proof has teeth: two tool runs started together on one phone are both logged as overlapping."""
+    env = {**os.environ, **make_sandbox(tmp_path / "sim")}
+    (tmp_path / "sim" / "faults.json").write_text(json.dumps({"hold_s": 0.5}))
+    adb = str(tmp_path / "sim" / "bin" / "adb")
+    runs = [subprocess.Popen([adb, "-s", "SIM0001", "shell", "benchmark_model --version"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    for run in runs:
+        run.wait(timeout=60)
+    assert "found SIM0001 busy" in (tmp_path / "sim" / "SIM0001" / "overlaps.log").read_text()
+    with pytest.raises(AssertionError):
+        no_phone_ran_two_jobs(tmp_path / "sim", ("SIM0001",))
 
 
 def sim_means(sim: Path, serial: str) -> list[float]:
@@ -141,6 +170,19 @@ def test_an_artifact_that_arrives_changed_is_not_measured(lab, tmp_path):
     shipped.data = shipped.data[:-1] + bytes([shipped.data[-1] ^ 1])
     with pytest.raises(work.ArtifactMismatch, match="arrived with sha256"):
         work.receive(shipped, tmp_path / "node2")
+
+
+@pytest.mark.fast
+def test_bad_grids_are_refused_before_a_database_is_made(tmp_path, capfd):
+    db = tmp_path / "r.db"
+    for args, message in ((["--models", "repvit_m0_9", "--targets", "phone1"], "target 'phone1': use `host`"),
+                          (["--models", "repvit_m0_9", "--formats", "coreml"], "a sweep measures onnx, tflite"),
+                          ([str(tmp_path / "missing.toml")], "missing.toml not found"),
+                          (["--resume", "20261202"], "no results database"),
+                          (["--models", "repvit_m0_9", "--resume", "x"], "give no SPEC.toml or --models")):
+        assert cli(["sweep", *args, "--db", str(db)]) == 2
+        assert message in capfd.readouterr().err
+    assert not db.exists()
 
 
 # ---- the local engine ---------------------------------------------------------------------------

@@ -111,6 +111,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
     if args.host_cpus is not None and args.host_cpus <= 0:
         raise CliError(f"--host-cpus takes a count > 0, got {args.host_cpus:g}")
     engine = make_engine(args.engine, args.address, args.host_cpus)
+    if args.resume and not args.db.exists():
+        raise CliError(f"no results database at {args.db}: --resume finishes a sweep stored there (pass --db PATH)")
+    plan = None if args.resume else expand(spec_from_args(args), EXPORTER)  # checked before a database is made
     with Store(args.db) as store:
         if args.resume:
             run_id, plan, total = resumable(store, args.resume, EXPORTER)
@@ -119,7 +122,6 @@ def main(args: argparse.Namespace, console: Console) -> int:
                 return EXIT_OK
             console.note(f"resuming run {run_id}: {len(plan.jobs)} of {total} job(s) left")
         else:
-            plan = expand(spec_from_args(args), EXPORTER)
             run_id = start_sweep(store, plan, command="python -m profiling " + shlex.join(getattr(args, "argv", [])))
             for line in plan.skipped:
                 console.note(f"[yellow]left out of the grid: {escape(line)}[/yellow]")
@@ -132,9 +134,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                    f"{escape(event.reason)}")
                 elif event.kind == "export_failed":
                     progress.print(f"[red]export failed[/red] {escape(event.key)}: {escape(event.reason)}")
-                if event.job is not None:
+                if event.job is not None:  # one line (pipe) or the bar's text (terminal) per finished job
+                    progress.update(f"{event.key} {event.kind.replace('_', ' ')} | {outcome.summary()}")
                     progress.advance()
-                progress.update(outcome.summary())
 
             outcome = drive(store, run_id, plan, engine, on_event)
     status = EXIT_OK if not outcome.failures else EXIT_CHECK_FAILED
