@@ -46,7 +46,6 @@ from export.options import ExecuTorchOptions
 from export.tflite import calibration_images
 from models import ModelSpec
 
-BACKENDS = ("xnnpack", "coreml", "portable")
 # nodes that only unpack a delegate's outputs: they run no kernel, so they are not a fallback
 _BOOKKEEPING_OPS = ("getitem", "Total")
 
