@@ -38,7 +38,7 @@ from mobilelat.cli import ArgumentParser, raise_if_interrupted, run_cli
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, UsageError
 from models import DeployCheckpointError, ModelSpec, create_model, model_spec
-from models.probe import name_seed, probe_weights
+from models.probe import PROBE_PREFIX, name_seed, probe_weights
 
 # what 1 and 3 mean for an export; a checkpoint that cannot be used (models.CheckpointError) is a UsageError
 EXIT_PARITY, EXIT_CONVERTER = EXIT_CHECK_FAILED, EXIT_INCOMPLETE
@@ -246,9 +246,6 @@ def _multi_main(handlers: Mapping[str, FormatHandler], argv: list[str]) -> int:
     _export_each([handlers[f] for f in formats], options, args, console, outcome)
     _show(outcome, console, quiet)
     return outcome.status
-
-
-PROBE_PREFIX = "probe:"  # the manifest's weights field for an export without --weights: "probe:<seed>"
 
 
 def _weights_text(args: argparse.Namespace) -> str:

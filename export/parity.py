@@ -65,7 +65,7 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("tflite", "fp16"): Tolerance(
         rtol=2e-2,
         reason="fp16 weights (11-bit mantissa), fp32 compute: largest error measured on probe weights "
-               "4.6e-3 x spread (repvit_m0_6), bound ~4x that; see docs/export.md"),
+               "4.9e-3 x spread (mobilenetv3_small_100), bound ~4x that; see docs/export.md"),
     ("tflite", "int8_dynamic"): Tolerance(rtol=None, min_top1_agreement=0.6, min_cosine=0.95,
                                           reason=_INT8_REASON),
     ("tflite", "int8_full"): Tolerance(rtol=None, min_top1_agreement=0.6, min_cosine=0.9,

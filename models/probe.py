@@ -31,7 +31,9 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["name_seed", "probe_weights"]
+__all__ = ["PROBE_PREFIX", "name_seed", "probe_weights"]
+
+PROBE_PREFIX = "probe:"  # how a manifest names probe weights as its weights: "probe:<seed>"
 
 _CALIBRATION_BATCH = 4
 LAYER_NORM_VAR_OVER_EPS = 4.0  # half the LayerNorms get inputs of variance 4 x eps: a 10x eps moves them ~40%

@@ -15,6 +15,7 @@ import models
 from export import coreml as coreml_export, executorch as executorch_export, onnx as onnx_export
 from export import tflite as tflite_export
 from export.artifact import MANIFEST_SUFFIX, Artifact, load_artifact, sha256_of
+from models.probe import PROBE_PREFIX, name_seed, probe_weights
 from profiling.errors import UsageError
 
 DEFAULT_ARTIFACTS = Path("artifacts")
@@ -73,9 +74,13 @@ def ensure_artifact(model: str, format_name: str, precision: str = "fp32", input
         found = find_artifact(artifacts_dir, model, format_name, precision, size)
         if found is not None:
             return found, False
-    network = models.create_model(model, weights=weights)
+    if weights is None:  # as `python -m export` without --weights: probe weights seeded from the name
+        seed = name_seed(models.model_spec(model).name)
+        network = probe_weights(models.create_model(model), seed, models.model_spec(model).input_size)
+    else:
+        network = models.create_model(model, weights=weights)
     # quiet: the caller shows its own progress; the manifest records where the weights came from
-    options = {"precision": precision, "quiet": True, "weights": None if weights is None else str(weights)}
+    options = {"precision": precision, "quiet": True, "weights": f"{PROBE_PREFIX}{seed}" if weights is None else str(weights)}
     if input_size is not None:
         options["input_size"] = tuple(input_size)
     return EXPORTERS[format_name](network, spec, Path(artifacts_dir), **options), True

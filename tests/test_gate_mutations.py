@@ -200,8 +200,18 @@ REPRESENTATIVES = {"repvit": "repvit_m0_6", "convnext": "convnext_atto", "mobile
 FAST = {("onnx", "repvit"), ("onnx", "convnext")}
 FOLDS = {"repvit", "mobilenet", "edgenext", "efficientnet", "mobilevit", "edgevit", "efficientmod"}  # BatchNorm folds
 
-# mutations a precision cannot resolve: (format, precision, mutation) -> reason
-SURVIVES: dict[tuple[str, str, str], str] = {}
+_BELOW_FP16 = ("{what} moves {model}'s logits by less than the fp16 bound (3e-2 Core ML, 2e-2 TFLite x spread), "
+               "which is ~4x the error fp16 itself makes (up to 8e-3 x spread): fp16 cannot tell it from rounding; "
+               "the fp32 gate of the same conversion path catches it")
+_SCALE = "a 1.001 scale of one folded BatchNorm"
+_GELU = "exact vs tanh-approximated GELU (they differ by < 1e-3 per activation)"
+# mutations a precision cannot resolve: (format, precision, model, mutation) -> reason
+SURVIVES: dict[tuple[str, str, str, str], str] = {
+    **{(fmt, "fp16", "repvit_m0_6", "scale one folded BN by 1.001"): _BELOW_FP16.format(what=_SCALE, model="repvit_m0_6")
+       for fmt in ("coreml", "tflite")},
+    **{(fmt, "fp16", "convnext_atto", "GELU exact -> tanh"): _BELOW_FP16.format(what=_GELU, model="convnext_atto")
+       for fmt in ("coreml", "tflite")},
+}
 
 
 class MutatingHandler:
@@ -244,7 +254,7 @@ def _cases():
                 if mutation.patch_fold is not None and family not in FOLDS:
                     continue
                 marks = [] if (format_name, family) in FAST and precision == "fp32" else [pytest.mark.slow]
-                reason = SURVIVES.get((format_name, precision, mutation.name))
+                reason = SURVIVES.get((format_name, precision, model_name, mutation.name))
                 if reason:
                     marks.append(pytest.mark.xfail(strict=True, reason=reason))
                 yield pytest.param(format_name, precision, model_name, mutation, marks=marks,

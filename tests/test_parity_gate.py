@@ -98,3 +98,27 @@ def test_probe_weights_reach_the_output(name):
     signal = reference_signal(outputs)
     assert signal.input_share > 0.05 and signal.max_abs < 1e4
     assert max(float(np.abs(a - b).max()) for a, b in zip(outputs, folded)) < 1e-4 * signal.spread
+
+
+def test_verify_rechecks_an_artifact_from_its_manifest(tmp_path):
+    """An export on probe weights names them in its manifest; verify re-runs the gate from that alone and
+    refuses the artifact once one weight in it is scaled by 1.001."""
+    import onnx
+    from onnx import numpy_helper
+
+    from export.formats import export_format
+    from export.verify import main as verify_main, verify_artifact
+    from export_helpers import signal_model
+
+    name = "repvit_m0_6"
+    artifact = export_format("onnx", signal_model(name), models.model_spec(name), tmp_path, precision="fp32",
+                             input_size=(64, 64), quiet=True, weights=f"probe:{name_seed(name)}")
+    assert artifact.parity["probe"]["same_as_model"] and artifact.parity["input_share"]["deploy"] > 0.05
+    assert verify_artifact(artifact.path).passed
+    graph = onnx.load(str(artifact.path))
+    weight = [i for i in graph.graph.initializer if len(i.dims) == 4][5]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1.001), weight.name))
+    onnx.save(graph, str(artifact.path))
+    result = verify_artifact(artifact.path)
+    assert not result.unchanged and not result.report.passed
+    assert verify_main([str(artifact.path), "--json"]) == 1

@@ -1,4 +1,9 @@
-"""fp32 parity of every registered model in every export format (ONNX, TFLite, Core ML, ExecuTorch).
+"""fp32 parity of every registered model in every export format (ONNX, TFLite, Core ML, ExecuTorch), on
+probe weights.
+
+The model carries its probe weights (``models.probe``, seeded from its name: every layer reaches
+the logits, which a fresh model's zero-initialised layers and 1e-6 layer scales do not), so the
+gate judges every layer and converts once (its own probe copy is the same model).
 
 Parametrized over ``models.list_models()``, so a family added to the registry is covered without
 touching this file. Each case is one conversion through the shared wrapper: the parity gate
@@ -56,6 +61,7 @@ def test_fp32_parity(name, format_name, tmp_path):
     assert loaded.parity["inputs"] >= 3
     assert {c["reference"] for c in loaded.parity["comparisons"]} == {"deploy", "training"}
     assert all(c["ref_max_abs"] > 0 for c in loaded.parity["comparisons"])  # zeros would pass any bound
+    assert min(loaded.parity["input_share"].values()) > 0.05  # the logits depend on the image
     assert loaded.input_shape == [1, *spec.input_size]
     assert loaded.reparameterized
 
