@@ -62,7 +62,7 @@ class ExportOptions:
     parity_seed: int = option(0, "seed of those inputs", cli=False)
     tolerance: Tolerance | None = option(None, "override of the tolerance table", cli=False,
                                          default_text="export/parity.py's entry")
-    probe: bool = option(True, "also gate the same conversion on probe weights (models/probe.py), which make every "
+    probe: bool = option(True, "also gate the same conversion on probe weights (models/probe.py), under which every "
                                "layer reach the output whatever the model's own weights are", cli=False)
     probe_seed: int | None = option(None, "seed of the probe weights", cli=False,
                                     default_text="derived from the model name (models.probe.name_seed)")

