@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-fast bench docs clean
+.PHONY: demo test test-fast test-mutations bench docs clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ demo: $(STAMP)
 	@echo "demo done: artifacts/$(DEMO_MODEL)/, results/latency.db (run $(DEMO_RUN)), reports/demo/report.md"
 
 # --durations=15: the 15 slowest tests after the run, so a test that grows slow is seen at once.
+# Everything but the mutation matrix (TFLite and Core ML x fp32/fp16 x every family: ~2 CPU-hours here);
+# the gate's mutation suite runs here through ONNX for every family, and `make test-mutations` runs the rest.
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 -m "not mutation_matrix" tests
+
+test-mutations: $(STAMP)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 -m mutation_matrix tests/test_gate_mutations.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m fast tests

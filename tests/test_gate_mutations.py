@@ -253,7 +253,12 @@ def _cases():
                     continue
                 if mutation.patch_fold is not None and family not in FOLDS:
                     continue
-                marks = [] if (format_name, family) in FAST and precision == "fp32" else [pytest.mark.slow]
+                if (format_name, family) in FAST and precision == "fp32":
+                    marks = []
+                elif (format_name, precision) == ("onnx", "fp32"):
+                    marks = [pytest.mark.slow]  # every family through ONNX: in `make test`
+                else:  # TFLite and Core ML, fp32 and fp16, every family: ~20 s a case, `make test-mutations`
+                    marks = [pytest.mark.slow, pytest.mark.mutation_matrix]
                 reason = SURVIVES.get((format_name, precision, model_name, mutation.name))
                 if reason:
                     marks.append(pytest.mark.xfail(strict=True, reason=reason))
