@@ -70,10 +70,11 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
                                           reason=_INT8_REASON),
     ("tflite", "int8_full"): Tolerance(rtol=None, min_top1_agreement=0.6, min_cosine=0.9,
                                        reason=_INT8_REASON + "; activations too, so looser than dynamic"),
-    ("executorch", "fp32"): Tolerance(rtol=1e-4, atol=1e-5, reason="fp32 throughout; XNNPACK reorders sums"),
+    ("executorch", "fp32"): Tolerance(rtol=1e-4, reason="fp32 throughout; XNNPACK reorders sums"),
     ("executorch", "fp16"): Tolerance(
-        rtol=2e-2, atol=1e-3,
-        reason="fp16 compute (XNNPACK half kernels, or Core ML fp16): 11-bit mantissa accumulates over ~20 blocks"),
+        rtol=3e-2,
+        reason="fp16 compute (XNNPACK half kernels, or Core ML fp16): set as Core ML fp16's bound (fp16 compute "
+               "measured at up to 8e-3 x spread), not yet measured on ExecuTorch itself"),
     ("executorch", "int8_dynamic"): Tolerance(rtol=None, atol=0.0, min_top1_agreement=0.6, min_cosine=0.95,
                                               reason=_INT8_REASON),
     ("executorch", "int8_full"): Tolerance(rtol=None, atol=0.0, min_top1_agreement=0.6, min_cosine=0.9,
