@@ -117,10 +117,9 @@ class CoreMLOptions(ExportOptions):
 
 
 @dataclass(frozen=True)
-class TFLiteOptions(ExportOptions):
-    """TFLite: channel-first input unless ``nhwc``; int8_full calibrates on images."""
+class CalibratedOptions(ExportOptions):
+    """The calibration options of a format whose int8_full calibrates on images (TFLite, ExecuTorch)."""
 
-    nhwc: bool = option(False, "channel-last input (N, H, W, C) as Android apps feed it", action="store_true")
     calibration_dir: str | None = option(None, "int8_full: folder of images to calibrate on", metavar="DIR",
                                          default_text="seeded synthetic images")
     calibration_count: int = option(32, "int8_full: number of calibration images", type=int, metavar="N")
@@ -136,17 +135,20 @@ class TFLiteOptions(ExportOptions):
 
 
 @dataclass(frozen=True)
-class ExecuTorchOptions(ExportOptions):
+class TFLiteOptions(CalibratedOptions):
+    """TFLite: channel-first input unless ``nhwc``; int8_full calibrates on images."""
+
+    nhwc: bool = option(False, "channel-last input (N, H, W, C) as Android apps feed it", action="store_true")
+
+
+@dataclass(frozen=True)
+class ExecuTorchOptions(CalibratedOptions):
     """ExecuTorch: lowered to XNNPACK unless told another backend; int8_full calibrates as TFLite's does."""
 
     backend: str = option("xnnpack", f"delegate the program is lowered to, one of {', '.join(EXECUTORCH_BACKENDS)} "
                                      "(portable: no delegate)", metavar="BACKEND")
-    calibration_dir: str | None = option(None, "int8_full: folder of images to calibrate on", metavar="DIR",
-                                         default_text="seeded synthetic images")
-    calibration_count: int = option(32, "int8_full: number of calibration images", type=int, metavar="N")
 
     def check(self) -> None:
-        super().check()
         if self.backend not in EXECUTORCH_BACKENDS:
             raise UnsupportedOptionError(f"unknown ExecuTorch backend --backend {self.backend}; "
                                          f"use one of {', '.join(EXECUTORCH_BACKENDS)}")
@@ -156,12 +158,7 @@ class ExecuTorchOptions(ExportOptions):
         if self.precision == "fp16" and self.backend == "portable":
             raise UnsupportedOptionError("--precision fp16 needs a delegate (--backend xnnpack or coreml); "
                                          "the portable kernels run fp32 here")
-        if self.calibration_dir is not None and self.precision != "int8_full":
-            raise UnsupportedOptionError("--calibration-dir is used only with --precision int8_full")
-        if self.calibration_dir is not None and not Path(self.calibration_dir).is_dir():  # before any model work
-            raise InputPathError(f"--calibration-dir {self.calibration_dir} is not a directory")
-        if self.precision == "int8_full" and self.calibration_count <= 0:
-            raise UnsupportedOptionError(f"--calibration-count must be positive, got {self.calibration_count}")
+        super().check()
 
 
 def own_fields(options_class: type[ExportOptions]) -> list[dataclasses.Field]:
