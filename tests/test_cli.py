@@ -27,6 +27,7 @@ from export.formats import HANDLERS
 from export.onnx import OnnxFormat
 from mobilelat.errors import EXIT_INTERRUPTED
 from models import __main__ as models_cli
+from models.probe import name_seed
 from profiling import report_plots
 from profiling.__main__ import build_parser, main as profiling_cli
 from profiling.plot_labels import label_boxes, outside, overlap, place_labels
@@ -206,7 +207,7 @@ def test_tflite_json_export_keeps_stdout_for_json_and_chatter_in_the_log(tmp_pat
     (artifact,) = document["artifacts"]
     assert artifact["path"] == str(tmp_path / MODEL / f"{MODEL}_64x64.tflite") and Path(artifact["path"]).is_file()
     assert artifact["parity"]["passed"] and document["failures"] == [] and document["exit_status"] == 0
-    assert artifact["weights"] is None  # random initialization, said so
+    assert artifact["weights"] == f"probe:{name_seed(MODEL)}"  # no --weights: the seeded probe weights, said so
     for noise in CHATTER:
         assert noise not in result.stderr, noise
     assert "[tflite] convert" in result.stderr  # our stages still show
