@@ -26,6 +26,7 @@ from rich.markup import escape
 from export.artifact import Artifact, load_artifact, sha256_of
 from export.capabilities import capability
 from export.errors import InputPathError, UsageError
+from export.formats import handler as format_handler
 from export.parity import ParityReport, check_parity, tolerance_for
 from mobilelat.cli import ArgumentParser, run_cli
 from mobilelat.console import Console, add_output_flags
@@ -82,8 +83,6 @@ def _options(artifact: Artifact):
 
 def verify_artifact(path: str | Path, weights: str | None = None) -> Verification:
     """Re-run the gate on the artifact at ``path`` (its manifest beside it) with the weights it was exported from."""
-    from export.formats import handler as format_handler  # the formats sit above this module's callers
-
     path = Path(path)
     try:
         artifact = load_artifact(path)
