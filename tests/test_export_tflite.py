@@ -18,6 +18,7 @@ from export.errors import InputPathError
 from export.options import TFLiteOptions
 from export.parity import tolerance_for
 from export_helpers import signal_model  # tests/ is on sys.path
+from zoo_xfails import zoo_xfail_marks  # tests/ is on sys.path
 
 SMALL = "repvit_m0_6"
 
@@ -37,7 +38,8 @@ def _cosine(a, b):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", models.list_models("repvit_*"))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=zoo_xfail_marks(name, "tflite"))
+                                  for name in models.list_models("repvit_*")])
 def test_repvit_fp16_weights(name, tmp_path):
     spec = models.model_spec(name)
     model = signal_model(name)
@@ -53,10 +55,11 @@ def test_repvit_fp16_weights(name, tmp_path):
 
 @pytest.mark.slow
 def test_int8_dynamic_agreement(tmp_path):
-    spec = models.model_spec(SMALL).with_input_size(64, 64)
+    # at the model's own size: probe weights are calibrated there (at 64x64 their logits barely separate classes)
+    spec = models.model_spec(SMALL)
     model = signal_model(SMALL)
-    artifact = export_tflite.export(model, models.model_spec(SMALL), tmp_path, precision="int8_dynamic",
-                                    input_size=(64, 64), parity_inputs=8, quiet=True)
+    artifact = export_tflite.export(model, spec, tmp_path, precision="int8_dynamic",
+                                    parity_inputs=8, quiet=True)
     assert artifact.parity["top1_agreement"]["deploy"] >= 0.75  # tighter than the gate's 0.6
     assert artifact.size_bytes < 0.4 * 4 * artifact.params  # int8 weights: about a quarter of fp32
     io = artifact.options["io"]
@@ -71,14 +74,14 @@ def test_int8_dynamic_agreement(tmp_path):
 def test_int8_full_nhwc_takes_int8_pixels(tmp_path):
     spec = models.model_spec(SMALL)
     model = signal_model(SMALL)
-    artifact = export_tflite.export(model, spec, tmp_path, precision="int8_full", nhwc=True, input_size=(64, 64),
+    artifact = export_tflite.export(model, spec, tmp_path, precision="int8_full", nhwc=True,
                                     parity_inputs=8, calibration_count=16, quiet=True)
-    assert artifact.input_layout == "NHWC" and artifact.input_shape == [1, 64, 64, 3]
+    assert artifact.input_layout == "NHWC" and artifact.input_shape == [1, 224, 224, 3]
     io = artifact.options["io"]
-    assert io["input:image"]["dtype"] == "int8" and io["input:image"]["shape"] == [1, 64, 64, 3]
+    assert io["input:image"]["dtype"] == "int8" and io["input:image"]["shape"] == [1, 224, 224, 3]
     assert io["output:logits"]["dtype"] == "int8" and io["input:image"]["scale"] > 0
     # feed it by hand, as an app would: quantize NHWC input with the stored scale, dequantize logits
-    x = spec.with_input_size(64, 64).sample_inputs(count=1, seed=11)[0]
+    x = spec.sample_inputs(count=1, seed=11)[0]
     with torch.no_grad():
         expected = reparam.reparameterize(model)(x).numpy()[0]
     runner = export_tflite.interpreter(artifact.path).get_signature_runner()

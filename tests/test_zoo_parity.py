@@ -27,7 +27,7 @@ from export.capabilities import CAPABILITIES
 from export.formats import HANDLERS, export_format
 from export.parity import tolerance_for
 from export_helpers import signal_model  # tests/ is on sys.path
-from zoo_xfails import ZOO_XFAILS  # tests/ is on sys.path (rootdir conftest, no __init__.py)
+from zoo_xfails import zoo_xfail_marks  # tests/ is on sys.path (rootdir conftest, no __init__.py)
 
 FRESH_SEED = 17  # the gate's inputs are seeds 0..2
 
@@ -45,9 +45,7 @@ def _cases():
     for format_name in CAPABILITIES:
         for name in models.list_models():
             fast = format_name == "onnx" or (format_name == "executorch" and name in fast_executorch)
-            marks = [] if fast else [pytest.mark.slow]
-            if (name, format_name) in ZOO_XFAILS:
-                marks.append(pytest.mark.xfail(strict=True, reason=ZOO_XFAILS[(name, format_name)]))
+            marks = ([] if fast else [pytest.mark.slow]) + zoo_xfail_marks(name, format_name)
             yield pytest.param(name, format_name, marks=marks, id=f"{format_name}-{name}")
 
 
