@@ -69,6 +69,30 @@ def test_float_top1_fails_beyond_a_tie():
     assert check_parity(moved, {"deploy": tied}, FP32, format_name="onnx", precision="fp32").passed
 
 
+def test_int8_top1_excuses_a_close_call_and_nothing_more():
+    # references whose spread is 2.0; each sample's top-1 leads its runner-up by 0.05 (2.5% of the spread)
+    references = [np.array([[1.0, 0.95, -1.0, 0.0]]), np.array([[-1.0, 0.0, 1.0, 0.95]]),
+                  np.array([[0.0, -1.0, 0.95, 1.0]])]
+    spread = reference_signal(references).spread
+    int8 = TOLERANCES[("tflite", "int8_dynamic")]
+    assert int8.rtol is None and 0.05 < int8.tie_rtol * spread < 0.5  # the close call is within the tie margin
+    swapped = [r.copy() for r in references]
+    for r in swapped:  # each output picks the runner-up: a tie the reference cannot resolve at int8
+        order = np.argsort(r[0])
+        r[0, order[-1]], r[0, order[-2]] = r[0, order[-2]], r[0, order[-1]]
+    report = check_parity(swapped, {"deploy": references}, int8, format_name="tflite", precision="int8_dynamic")
+    assert report.top1_agreement()["deploy"] == 0.0 and report.top1_agreement(beyond_ties=True)["deploy"] == 1.0
+    assert report.passed
+    # picking a class the reference puts a whole spread below its top-1 is a disagreement, cosine or not
+    far = [r.copy() for r in references]
+    for r in far:
+        r[0, np.argmin(r[0])] = 2.0
+    report = check_parity(far, {"deploy": references}, Tolerance(rtol=None, min_top1_agreement=0.6, min_cosine=0.0,
+                                                                 tie_rtol=int8.tie_rtol, reason="test"),
+                          format_name="tflite", precision="int8_dynamic")
+    assert report.top1_agreement(beyond_ties=True)["deploy"] == 0.0 and not report.passed
+
+
 def test_every_float_tolerance_has_no_atol_and_judges_top1():
     for (format_name, precision), tolerance in TOLERANCES.items():
         if tolerance.rtol is not None:
