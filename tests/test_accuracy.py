@@ -22,6 +22,7 @@ from profiling.__main__ import main as cli
 from profiling.accuracy import Target, evaluate, ranks
 from profiling.dataset import DatasetError, iter_batches, load_dataset
 from profiling.store import Store
+from export_helpers import signal_model  # tests/ is on sys.path
 
 # the evaluation transform each family's reference (timm's pretrained cfg, or the official repo) uses
 REFERENCE_TRANSFORMS = {  # model: (crop_pct, interpolation)
@@ -313,17 +314,19 @@ def test_decoding_runs_one_batch_ahead_and_keeps_order(tmp_path):
 
 
 @pytest.mark.slow
-def test_identical_artifact_agrees_and_a_scaled_one_does_not(tmp_path, capsys):
+def test_identical_artifact_agrees_and_a_shuffled_one_does_not(tmp_path, capsys):
     """An ONNX export of the evaluated network agrees 100% at parity-level deviation; one whose classifier
-    weights were scaled per class (exported on purpose from a changed copy) shows a large agreement drop."""
+    rows were shuffled between classes (exported on purpose from a changed copy) shows a large agreement drop."""
     from export import onnx as onnx_export
     data = _folder(tmp_path / "data", classes=("n01440764", "n01443537", "n15075141"), per_class=4)
     spec = models.model_spec("repvit_m0_9").with_input_size(32)
     torch.manual_seed(0)
-    wrong = models.create_model("repvit_m0_9").eval()
+    wrong = signal_model("repvit_m0_9")  # the weights the command evaluates without --weights
     head = [m for m in wrong.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
-        head.weight.mul_(torch.linspace(0.01, 20.0, head.out_features)[torch.randperm(head.out_features)][:, None])
+        perm = torch.randperm(head.out_features)  # the classes' rows shuffled: a wrong artifact that still runs
+        head.weight.copy_(head.weight[perm])
+        head.bias.copy_(head.bias[perm])
     scaled = onnx_export.export(wrong, spec, tmp_path / "wrong", quiet=True, input_size=(32, 32))
     db = tmp_path / "r.db"
     assert cli(["accuracy", "repvit_m0_9", "--data", str(data), "--input-size", "32", "--formats", "torch,onnx",

@@ -23,6 +23,7 @@ from export.artifact import Artifact, git_commit
 from export.capabilities import CAPABILITIES
 from mobilelat.console import Console, add_output_flags
 from models.preprocess import preprocess_file
+from models.probe import PROBE_PREFIX, name_seed, probe_weights
 from profiling.accuracy import AccuracyResult, Target, artifact_from_path, artifact_target, evaluate, torch_forward
 from models.registry import resolve_name
 from profiling.artifacts import DEFAULT_ARTIFACTS, EXPORTERS, find_artifact
@@ -41,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL", help="registry names (see `python -m models list`)")
     parser.add_argument("--data", type=Path, help="labelled images: a folder of class folders (synset ids or "
                                                   "class indices) or a path,label list (.csv/.txt)")
-    parser.add_argument("--weights", help="local checkpoint to evaluate (default: seeded random initialization)")
+    parser.add_argument("--weights", help="local checkpoint to evaluate (default: the model's probe weights, "
+                        "seeded from its name, as `python -m export` without --weights)")
     parser.add_argument("--formats", default="torch,onnx", help=f"comma-separated, from {', '.join(FORMATS)}; "
                         "torch = the eval-mode training form and the deploy form")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="precision of the artifacts")
@@ -91,15 +93,21 @@ def _check(args: argparse.Namespace) -> tuple[list[str], list[str], dict[str, li
     return names, formats, explicit
 
 
+def _weights_label(name: str, args: argparse.Namespace) -> str:
+    """What the weights are called in manifests and result rows: the checkpoint path, or ``probe:<seed>``."""
+    if args.weights is not None:
+        return str(args.weights)
+    return f"{PROBE_PREFIX}{name_seed(models.model_spec(name).name)}"
+
+
 def _artifact_for(name: str, format_name: str, args: argparse.Namespace, network: torch.nn.Module,
                   spec: models.ModelSpec, console: Console) -> Artifact:
     """A matching artifact on disk exported from the same weights, or one exported now from ``network``."""
     size = (spec.input_size[1], spec.input_size[2])
-    weights = None if args.weights is None else str(args.weights)
-    if weights is not None:  # random weights are never those of a file on disk: export those afresh
-        found = find_artifact(args.artifacts, name, format_name, args.precision, size)
-        if found is not None and found.options.get("weights") == weights:
-            return found
+    weights = _weights_label(name, args)
+    found = find_artifact(args.artifacts, name, format_name, args.precision, size)
+    if found is not None and found.options.get("weights") == weights:
+        return found
     options = {"precision": args.precision, "quiet": True, "weights": weights, "input_size": size}
     if format_name == "tflite" and args.calibration_dir:
         options["calibration_dir"] = args.calibration_dir
@@ -113,8 +121,11 @@ def _targets(name: str, formats: list[str], explicit: list[Artifact], args: argp
     spec = models.model_spec(name)
     if args.input_size is not None:
         spec = spec.with_input_size(*args.input_size)
-    torch.manual_seed(0)  # random weights (no --weights) are the same on every run
-    network = models.create_model(name, weights=args.weights).eval()
+    if args.weights is None:  # as `python -m export` without --weights: every layer reaches the logits
+        own = models.model_spec(name)
+        network = probe_weights(models.create_model(name), name_seed(own.name), own.input_size).eval()
+    else:
+        network = models.create_model(name, weights=args.weights).eval()
     targets = [Target("training", "torch", "fp32", "torch", torch_forward(network))]
     if "torch" in formats:
         targets.append(Target("deploy", "torch", "fp32", "torch",
@@ -152,7 +163,7 @@ def _evaluate_model(name: str, formats: list[str], explicit: list[Artifact], dat
                                                        batch_size=args.batch_size),
                            total, on_batch=on_batch, dataset=str(args.data), dataset_sha256=dataset.fingerprint(),
                            input_shape=[1, *shape], crop_pct=spec.crop_pct, interpolation=spec.interpolation,
-                           weights=None if args.weights is None else str(args.weights), run_id=run_id,
+                           weights=_weights_label(name, args), run_id=run_id,
                            git_commit=commit)
     wall_s = time.perf_counter() - started
     for result in results:
