@@ -1,8 +1,10 @@
 """Find a reusable exported artifact for (model, format, precision, input size), or export one.
 
 Profiling knows an export only through its manifest: an existing artifact is reused when its
-manifest says the same model, format and precision, the deploy form, the requested input size,
-and the file on disk still has the manifest's sha256. Otherwise the format's exporter
+manifest says the same model, format and precision, the deploy form and the requested input size.
+One whose file (or ``.mlpackage`` folder, hashed whole) no longer has the manifest's sha256 is
+refused (:class:`ChangedArtifactError`): its parity figures no longer describe it, and exporting
+over it would silently replace what someone changed. Otherwise the format's exporter
 (:data:`EXPORTERS`: ``export.<fmt>.export``, parity gate included) writes a new one.
 """
 from __future__ import annotations
@@ -26,6 +28,16 @@ EXPORTERS: dict[str, Callable[..., Artifact]] = {
 }
 
 
+class ChangedArtifactError(UsageError):
+    """A matching artifact whose bytes differ from its manifest's sha256."""
+
+    def __init__(self, path: Path, recorded: str, found: str):
+        super().__init__(f"{path} changed since it was exported (sha256 {found[:12]}... on disk, {recorded[:12]}... "
+                         f"in its manifest): its parity figures no longer describe it. Check it with "
+                         f"`python -m export verify {path}`, or delete it (or pass --reexport) to export afresh")
+        self.path = path
+
+
 def spatial_size(artifact: Artifact) -> tuple[int, int]:
     """(height, width) of the artifact's input, whatever its layout."""
     shape = artifact.input_shape
@@ -34,7 +46,9 @@ def spatial_size(artifact: Artifact) -> tuple[int, int]:
 
 def find_artifact(artifacts_dir: Path, model: str, format_name: str, precision: str,
                   input_size: tuple[int, int]) -> Artifact | None:
-    """The newest intact artifact under ``artifacts_dir`` whose manifest matches, or None."""
+    """The newest artifact under ``artifacts_dir`` whose manifest matches, or None.
+
+    Raises ChangedArtifactError when a matching artifact's sha256 differs from its manifest's."""
     candidates = []
     for manifest in Path(artifacts_dir).rglob(f"*{MANIFEST_SUFFIX}"):
         try:
@@ -54,8 +68,11 @@ def find_artifact(artifacts_dir: Path, model: str, format_name: str, precision: 
             continue  # measured configurations use the default I/O
         if artifact.options.get("backend", "xnnpack") != "xnnpack":
             continue  # ExecuTorch: the host measures the XNNPACK program (Core ML runs on Apple devices only)
-        if not artifact_path.exists() or sha256_of(artifact_path) != artifact.sha256:
-            continue  # missing, or modified since export: the parity figures no longer describe it
+        if not artifact_path.exists():
+            continue
+        found = sha256_of(artifact_path)
+        if found != artifact.sha256:  # modified since export: refused, never measured nor overwritten
+            raise ChangedArtifactError(artifact_path, artifact.sha256, found)
         candidates.append(artifact)
     return max(candidates, key=lambda a: a.created_at) if candidates else None
 

@@ -14,13 +14,13 @@ import pytest
 
 from export.artifact import git_commit
 from profiling.__main__ import build_parser, main as cli
-from profiling.artifacts import find_artifact
+from profiling.artifacts import ChangedArtifactError, find_artifact
 from profiling.cli.common import CliError
 from profiling.cli.run import CONFIGURATIONS, plan_jobs
 from profiling.result import host_device
 from profiling.runners import RUNNERS
 from profiling.store import Store
-from profiling_helpers import tiny_onnx
+from profiling_helpers import tiny_onnx, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--runs", "5", "--min-secs", "0", "--warmup", "1", "--warmup-secs", "0", "--rounds", "2"]
@@ -80,9 +80,35 @@ def test_a_tampered_artifact_is_not_reused(artifacts_dir, tmp_path):
     assert find_artifact(artifacts_dir, "repvit_m0_6", "onnx", "fp16", (32, 32)) is None  # other precision
     copy = tmp_path / "copy"
     shutil.copytree(artifacts_dir, copy)
-    with open(copy / "repvit_m0_6" / "repvit_m0_6.onnx", "ab") as handle:
+    tampered = copy / "repvit_m0_6" / "repvit_m0_6.onnx"
+    with open(tampered, "ab") as handle:
         handle.write(b"\0")
-    assert find_artifact(copy, "repvit_m0_6", "onnx", "fp32", (32, 32)) is None
+    with pytest.raises(ChangedArtifactError, match="changed since it was exported") as refused:
+        find_artifact(copy, "repvit_m0_6", "onnx", "fp32", (32, 32))
+    assert refused.value.path == tampered and "export verify" in str(refused.value)
+    # the command refuses it too (exit 2, one line), and neither measures nor overwrites it
+    before = tampered.read_bytes()
+    db = tmp_path / "r.db"
+    assert cli(["run", "repvit_m0_6", "--formats", "onnx", "--input-size", "32", "--artifacts", str(copy),
+                "--db", str(db), "--rounds", "1"]) == 2
+    assert tampered.read_bytes() == before and not db.exists()
+
+
+@pytest.mark.fast
+def test_a_changed_mlpackage_folder_is_refused(tmp_path):
+    """A Core ML package is a folder: its sha256 covers every file in it, so an edited weight file is seen."""
+    package = tmp_path / "tiny" / "tiny.mlpackage"
+    (package / "Data" / "weights").mkdir(parents=True)
+    (package / "Manifest.json").write_text("{}")
+    weights = package / "Data" / "weights" / "weight.bin"
+    weights.write_bytes(bytes(range(256)) * 4)
+    write_manifest(package, "coreml", model="tiny")
+    assert find_artifact(tmp_path, "tiny", "coreml", "fp32", (32, 32)).path == package
+    edited = bytearray(weights.read_bytes())
+    edited[100] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(edited))
+    with pytest.raises(ChangedArtifactError):
+        find_artifact(tmp_path, "tiny", "coreml", "fp32", (32, 32))
 
 
 @pytest.mark.fast
