@@ -69,6 +69,9 @@ def test_cli_end_to_end(cli_export):
     assert artifact.parity["passed"] and artifact.parity["inputs"] >= 3
     assert {c["reference"] for c in artifact.parity["comparisons"]} == {"deploy", "training"}
     assert artifact.tool_versions["coremltools"] == ct.__version__
+    # what the gate ran on is stated: the numpy evaluator, fp16 storage emulated, fp32 accumulation
+    runtime = artifact.options["parity_runtime"]
+    assert "not Core ML" in runtime["runtime"] and "float32 inside every op" in runtime["accumulation"]
     assert artifact.size_bytes > 1_000_000 and len(artifact.sha256) == 64
     assert "repvit_m0_6 -> coreml (fp16)" in result.stdout  # the one-screen summary, on stdout
     # the command quiets coremltools' per-pass progress bars (TQDM_DISABLE before torch imports tqdm)

@@ -35,7 +35,7 @@ from torch import nn
 from export.artifact import Artifact, git_commit
 from export.capabilities import options_for, require
 from export.common import export_model, failing_component
-from export.coreml.evaluator import MILEvalError, MILEvaluator, UnsupportedMILOpError
+from export.coreml.evaluator import EMULATION, MILEvalError, MILEvaluator, UnsupportedMILOpError
 from export.errors import ExportError
 from export.options import CoreMLOptions
 from models import ModelSpec
@@ -202,6 +202,10 @@ class CoreMLFormat:
     """Core ML for the shared wrapper (a ``FormatHandler``)."""
 
     name = "coreml"
+
+    def manifest_details(self, tmp_path: Path) -> dict:
+        """What the parity figures were computed on: the numpy evaluator, and what of Core ML it emulates."""
+        return {"parity_runtime": dict(EMULATION)}
 
     def convert(self, model: nn.Module, spec: ModelSpec, tmp_path: Path, options: CoreMLOptions) -> None:
         """Convert an eval-mode model to an ML program and save it at ``tmp_path`` (a directory)."""

@@ -27,6 +27,15 @@ import numpy as np
 from export.capabilities import require
 from export.coreml.ops import MIL_OPS
 
+# what the gate's Core ML runtime is and what it emulates, written into every Core ML manifest
+# (``options.parity_runtime``): the gate's figures are this evaluator's, not a device's
+EMULATION = {
+    "runtime": "mobilelat numpy MIL evaluator (export/coreml/evaluator.py), not Core ML",
+    "fp16_storage": "every value held in its MIL dtype: fp16 tensors rounded to float16 between ops",
+    "accumulation": "float32 inside every op (reductions, matmul, conv, layer norm); Core ML's GPU and "
+                    "Neural Engine may accumulate in fp16, so a device can differ by a few fp16 ulps",
+}
+
 if TYPE_CHECKING:  # the optional backend: imported when a package is loaded
     from coremltools.converters.mil.mil import Program, Var
     from coremltools.proto.Model_pb2 import Model
