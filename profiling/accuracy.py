@@ -90,7 +90,7 @@ class AccuracyResult:
     input_shape: list[int]  # (1, 3, H, W)
     crop_pct: float  # the evaluation transform used
     interpolation: str
-    weights: str | None = None  # --weights, None: random initialisation
+    weights: str | None = None  # --weights, or probe:<seed> (the model's probe weights, without --weights)
     artifact_sha256: str | None = None
     artifact_path: str | None = None
     extra: dict = field(default_factory=dict)  # skipped files and reasons, tool versions
