@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from torch import nn
+
 import models
 from export import coreml as coreml_export, executorch as executorch_export, onnx as onnx_export
 from export import tflite as tflite_export
@@ -36,6 +38,18 @@ class ChangedArtifactError(UsageError):
                          f"in its manifest): its parity figures no longer describe it. Check it with "
                          f"`python -m export verify {path}`, or delete it (or pass --reexport) to export afresh")
         self.path = path
+
+
+def probe_model(model: str) -> tuple[nn.Module, str]:
+    """``model`` on its probe weights, seeded from its name at its own input size, as ``python -m export``
+    builds it without --weights; and the label manifests give those weights (``probe:<seed>``)."""
+    spec = models.model_spec(model)
+    return probe_weights(models.create_model(model), name_seed(spec.name), spec.input_size), probe_label(model)
+
+
+def probe_label(model: str) -> str:
+    """How manifests and result rows name ``model``'s probe weights: ``probe:<seed>``."""
+    return f"{PROBE_PREFIX}{name_seed(models.model_spec(model).name)}"
 
 
 def spatial_size(artifact: Artifact) -> tuple[int, int]:
@@ -92,12 +106,11 @@ def ensure_artifact(model: str, format_name: str, precision: str = "fp32", input
         if found is not None:
             return found, False
     if weights is None:  # as `python -m export` without --weights: probe weights seeded from the name
-        seed = name_seed(models.model_spec(model).name)
-        network = probe_weights(models.create_model(model), seed, models.model_spec(model).input_size)
+        network, label = probe_model(model)
     else:
-        network = models.create_model(model, weights=weights)
+        network, label = models.create_model(model, weights=weights), str(weights)
     # quiet: the caller shows its own progress; the manifest records where the weights came from
-    options = {"precision": precision, "quiet": True, "weights": f"{PROBE_PREFIX}{seed}" if weights is None else str(weights)}
+    options = {"precision": precision, "quiet": True, "weights": label}
     if input_size is not None:
         options["input_size"] = tuple(input_size)
     return EXPORTERS[format_name](network, spec, Path(artifacts_dir), **options), True

@@ -23,10 +23,9 @@ from export.artifact import Artifact, git_commit
 from export.capabilities import CAPABILITIES
 from mobilelat.console import Console, add_output_flags
 from models.preprocess import preprocess_file
-from models.probe import PROBE_PREFIX, name_seed, probe_weights
 from profiling.accuracy import AccuracyResult, Target, artifact_from_path, artifact_target, evaluate, torch_forward
 from models.registry import resolve_name
-from profiling.artifacts import DEFAULT_ARTIFACTS, EXPORTERS, find_artifact
+from profiling.artifacts import DEFAULT_ARTIFACTS, EXPORTERS, find_artifact, probe_label, probe_model
 from profiling.cli.common import CliError, add_input_size_argument, split_list
 from profiling.dataset import iter_batches, load_dataset
 from profiling.report_accuracy import INT8_DROP_FLAG
@@ -95,9 +94,7 @@ def _check(args: argparse.Namespace) -> tuple[list[str], list[str], dict[str, li
 
 def _weights_label(name: str, args: argparse.Namespace) -> str:
     """What the weights are called in manifests and result rows: the checkpoint path, or ``probe:<seed>``."""
-    if args.weights is not None:
-        return str(args.weights)
-    return f"{PROBE_PREFIX}{name_seed(models.model_spec(name).name)}"
+    return str(args.weights) if args.weights is not None else probe_label(name)
 
 
 def _artifact_for(name: str, format_name: str, args: argparse.Namespace, network: torch.nn.Module,
@@ -122,8 +119,7 @@ def _targets(name: str, formats: list[str], explicit: list[Artifact], args: argp
     if args.input_size is not None:
         spec = spec.with_input_size(*args.input_size)
     if args.weights is None:  # as `python -m export` without --weights: every layer reaches the logits
-        own = models.model_spec(name)
-        network = probe_weights(models.create_model(name), name_seed(own.name), own.input_size).eval()
+        network = probe_model(name)[0].eval()
     else:
         network = models.create_model(name, weights=args.weights).eval()
     targets = [Target("training", "torch", "fp32", "torch", torch_forward(network))]
