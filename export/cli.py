@@ -38,7 +38,7 @@ from mobilelat.cli import ArgumentParser, raise_if_interrupted, run_cli
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, UsageError
 from models import DeployCheckpointError, ModelSpec, create_model, model_spec
-from models.probe import PROBE_PREFIX, name_seed, probe_weights
+from models.probe import PROBE_PREFIX, name_seed, probe_model
 
 # what 1 and 3 mean for an export; a checkpoint that cannot be used (models.CheckpointError) is a UsageError
 EXIT_PARITY, EXIT_CONVERTER = EXIT_CHECK_FAILED, EXIT_INCOMPLETE
@@ -116,7 +116,7 @@ def _load_model(name: str, weights: str | None) -> tuple[nn.Module, ModelSpec]:
     (``models.probe``): reproducible bytes, and every layer reaches the logits."""
     spec = model_spec(name)  # UnknownModelError lists the closest names
     if weights is None:
-        return probe_weights(create_model(name), name_seed(spec.name), spec.input_size), spec
+        return probe_model(name), spec
     try:
         try:
             model = create_model(name, weights=weights)

@@ -220,7 +220,7 @@ def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_
         if options.probe:
             seed = probe_seed(spec.name, options)
             with console.stage(f"[{handler.name}] probe weights (seed {seed}) and their reference outputs"):
-                probe_training = probe_weights(training, seed, _own_input_size(spec))
+                probe_training = probe_weights(training, seed, _own_input_size(spec), mean=spec.mean, std=spec.std)
                 probe_deploy = (reparam.reparameterize(probe_training, warn_untrained=False).eval()
                                 if options.reparameterize else probe_training)
                 with torch.no_grad():

@@ -32,7 +32,7 @@ from mobilelat.cli import ArgumentParser, run_cli
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_OK
 from models import create_model, model_spec
-from models.probe import PROBE_PREFIX, probe_weights
+from models.probe import PROBE_PREFIX, probe_model
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _model_for(artifact: Artifact, weights: str | None) -> torch.nn.Module:
                          f"memory); pass --weights PATH")
     if str(source).startswith(PROBE_PREFIX):
         seed = int(str(source)[len(PROBE_PREFIX):])
-        return probe_weights(create_model(artifact.model), seed, model_spec(artifact.model).input_size)
+        return probe_model(artifact.model, seed)
     if not Path(source).exists():
         raise InputPathError(f"weights {source} (from {'--weights' if weights else 'the manifest'}) do not exist; "
                              f"pass --weights PATH")

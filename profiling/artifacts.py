@@ -19,7 +19,8 @@ import models
 from export import coreml as coreml_export, executorch as executorch_export, onnx as onnx_export
 from export import tflite as tflite_export
 from export.artifact import MANIFEST_SUFFIX, Artifact, load_artifact, sha256_of
-from models.probe import PROBE_PREFIX, name_seed, probe_weights
+from models.probe import PROBE_PREFIX, name_seed
+from models.probe import probe_model as probe_weights_of
 from profiling.errors import UsageError
 
 DEFAULT_ARTIFACTS = Path("artifacts")
@@ -43,8 +44,7 @@ class ChangedArtifactError(UsageError):
 def probe_model(model: str) -> tuple[nn.Module, str]:
     """``model`` on its probe weights, seeded from its name at its own input size, as ``python -m export``
     builds it without --weights; and the label manifests give those weights (``probe:<seed>``)."""
-    spec = models.model_spec(model)
-    return probe_weights(models.create_model(model), name_seed(spec.name), spec.input_size), probe_label(model)
+    return probe_weights_of(model), probe_label(model)
 
 
 def probe_label(model: str) -> str:

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import models
-from models.probe import name_seed, probe_weights
+from models.probe import probe_model
 from models.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +35,7 @@ def randomize_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
 def signal_model(name: str) -> nn.Module:
     """A registered model on its probe weights (``models.probe``, the seed from its name): every layer
     reaches the logits, and the export gate sees the same weights as its own probe (one conversion)."""
-    spec = models.model_spec(name)
-    return probe_weights(models.create_model(name), name_seed(name), spec.input_size)
+    return probe_model(name)
 
 
 def head_commit() -> str | None:

@@ -342,8 +342,8 @@ def test_memory_is_named_when_the_size_is_the_problem(monkeypatch, tmp_path, cap
                                    "you tried to allocate 1152000000000 bytes")
             return self.model(x)
 
-    real = export_cli.create_model
-    monkeypatch.setattr(export_cli, "create_model", lambda *a, **k: Hungry(real(*a, **k)))
+    real = export_cli.probe_model  # the model without --weights: its probe weights
+    monkeypatch.setattr(export_cli, "probe_model", lambda *a, **k: Hungry(real(*a, **k)))
     assert run_format_cli(export_onnx.HANDLER, [MODEL, "--input-size", "4096", "--out", str(tmp_path)]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "needs more memory than this machine has" in err and "multiples of 32" not in err

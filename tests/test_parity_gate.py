@@ -124,6 +124,34 @@ def test_probe_weights_reach_the_output(name):
     assert max(float(np.abs(a - b).max()) for a, b in zip(outputs, folded)) < 1e-4 * signal.spread
 
 
+def test_probe_gives_pre_norm_batchnorms_channels_of_the_order_of_eps():
+    """A fold that forgets eps, or shifts by 1e-4 x scale, shows only on channels whose variance is of the
+    order of eps. A conv-fed BatchNorm gets them by scaling its conv; a pre-norm one (all 11 of EdgeViT's
+    read the residual stream) by scaling every layer that writes into the stream, the same channels for all
+    BatchNorms reading it."""
+    name = "edgevit_xxs"
+    spec = models.model_spec(name)
+    probe = probe_weights(models.create_model(name), name_seed(name), (3, 64, 64), mean=spec.mean, std=spec.std)
+    seen = []
+
+    def record(module, args):
+        (x,) = args[:1]
+        variance = x.double().var(dim=(0, 2, 3))
+        seen.append((module.eps, variance))
+
+    batch_norms = [m for m in probe.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    handles = [m.register_forward_pre_hook(record) for m in batch_norms]
+    with torch.no_grad():
+        probe(torch.cat(spec.with_input_size(64).sample_inputs(count=4, seed=5)))
+    for handle in handles:
+        handle.remove()
+    assert len(seen) == len(batch_norms) == 11
+    for eps, variance in seen:
+        weak = variance < 100 * eps
+        assert 0.1 < float(weak.float().mean()) < 0.5  # about a quarter of the channels, the rest of order one
+        assert float(variance[~weak].median()) > 1e3 * eps
+
+
 def test_verify_rechecks_an_artifact_from_its_manifest(tmp_path):
     """An export on probe weights names them in its manifest; verify re-runs the gate from that alone and
     refuses the artifact once one weight in it is scaled by 1.001."""
