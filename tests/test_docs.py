@@ -41,15 +41,16 @@ FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def _load_gen_zoo():
-    spec = importlib.util.spec_from_file_location("gen_zoo", ROOT / "docs" / "gen_zoo.py")
+def _load_doc_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["gen_zoo"] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-gen_zoo = _load_gen_zoo()
+gen_zoo = _load_doc_script("gen_zoo")
+gen_mutations = _load_doc_script("gen_mutations")
 
 
 def _texts() -> dict[Path, str]:
@@ -289,3 +290,68 @@ def test_name_scans_see_known_mentions():
     assert {"test_models.py", "test_docs.py"} <= {name for _, name in _mentions(TEST_FILE)}
     modules = {module for _, module in PYTHON_M}
     assert {"models", "reparam", "export", "export.onnx", "profiling"} <= modules
+
+
+_FAKE_SUITE = """
+import pytest
+
+CASES = [("onnx-fp32-repvit_m0_6-drop identity branch (fold)", "raise"),
+         ("onnx-fp32-convnext_atto-GELU exact -> tanh", "raise"),
+         ("coreml-fp16-convnext_atto-GELU exact -> tanh", "xfail"),
+         ("tflite-fp32-edgevit_xxs-forget eps in every BN fold", "return"),
+         ("tflite-fp16-edgevit_xxs-zero the input", "skip")]
+
+
+@pytest.mark.parametrize("outcome", [
+    pytest.param(o, id=i, marks=[pytest.mark.xfail(strict=True, reason="below fp16's own error")] if o == "xfail" else [])
+    for i, o in CASES])
+def test_gate_catches_mutation(outcome):
+    if outcome == "skip":
+        pytest.skip("deselected by hand")
+    if outcome in ("raise", "xfail"):
+        with pytest.raises(ZeroDivisionError):  # a caught mutation: the gate raised
+            1 / 0
+    if outcome == "xfail":
+        raise AssertionError("DID NOT RAISE ParityError")
+    if outcome == "return":
+        raise AssertionError("DID NOT RAISE ParityError: the gate passed it")
+"""
+
+
+@pytest.mark.fast
+def test_mutation_tables_are_written_from_a_real_pytest_report(tmp_path):
+    """docs/gen_mutations.py reads the JUnit report pytest itself writes (with xdist, as make test-mutations
+    runs it): a pass is caught, a strict xfail survives with its reason, a failure is an unexpected survivor,
+    a skip is not a result; mutation names with '-' and '->' in them keep their whole name."""
+    (tmp_path / "test_fake.py").write_text(_FAKE_SUITE)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+                          "--junitxml", str(tmp_path / "r.xml"), str(tmp_path / "test_fake.py")],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 1, run.stdout  # the one unexpected survivor fails the run
+    readme, details = tmp_path / "README.md", tmp_path / "export.md"
+    for path in (readme, details):
+        path.write_text(f"before\n{gen_mutations.BEGIN}\nold table\n{gen_mutations.END}\nafter\n")
+    assert gen_mutations.main([str(tmp_path / "r.xml"), "--readme", str(readme), "--details", str(details)]) == 0
+
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old table" not in text
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in text.splitlines() if line.startswith("| ")}
+    assert rows["drop identity branch (fold)"][:1] == ["1/1"]
+    assert rows["GELU exact -> tanh"][0] == "1/1" and rows["GELU exact -> tanh"][3] == "**0/1**"
+    assert rows["forget eps in every BN fold"][1] == "**0/1**"
+    assert "4 cases over 3 representatives: 2 caught, 1 survive as strict xfails, 1 survive unexpectedly" in text
+    assert "zero the input" not in text  # skipped: not a result
+
+    text = details.read_text()
+    assert "- coreml fp16, convnext_atto, GELU exact -> tanh (survived): below fp16's own error" in text
+    assert "- tflite fp32, edgevit_xxs, forget eps in every BN fold (missed): " in text
+
+
+@pytest.mark.fast
+def test_mutation_tables_need_a_report_with_mutation_cases(tmp_path, capsys):
+    report = tmp_path / "r.xml"
+    report.write_text('<testsuites><testsuite><testcase classname="t" name="test_other" /></testsuite></testsuites>')
+    assert gen_mutations.main([str(report), "--readme", str(tmp_path / "no.md")]) == 1
+    assert "holds no mutation case" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="run `make test-mutations`"):
+        gen_mutations.main([str(tmp_path / "missing.xml")])
