@@ -14,6 +14,7 @@ the suite expects (strict: it fails when the mutation starts being caught); a fa
 survivor nobody expected. Nothing is written when the report holds no mutation case.
 
     python docs/gen_mutations.py build/mutations.xml
+    python docs/gen_mutations.py build/mutations-*.xml     # a run in parts, one report each
     python docs/gen_mutations.py build/mutations.xml --readme COPY.md --details COPY2.md
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ def read_report(path: Path) -> list[Case]:
 
 def _cell(cases: list[Case]) -> str:
     if not cases:
-        return "n/a"
+        return "n/a"  # the column ran, this mutation does not apply to this row's models
     caught = sum(c.outcome == "caught" for c in cases)
     return f"{caught}/{len(cases)}" if caught == len(cases) else f"**{caught}/{len(cases)}**"
 
@@ -84,8 +85,10 @@ def _table(cases: list[Case], row_of, row_title: str) -> str:
         rows[row_of(case)][(case.format, case.precision)].append(case)
     lines = [f"| {row_title} | " + " | ".join(f"{f} {p}" for f, p in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
+    ran = {(case.format, case.precision) for case in cases}
     for row, cells in sorted(rows.items()):  # the report's order is xdist's completion order
-        lines.append(f"| {row} | " + " | ".join(_cell(cells.get(column, [])) for column in COLUMNS) + " |")
+        lines.append(f"| {row} | " + " | ".join(_cell(cells.get(column, [])) if column in ran else "not run"
+                                                for column in COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -125,13 +128,14 @@ def replace_between_markers(path: Path, body: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("report", type=Path, help="pytest --junitxml report of tests/test_gate_mutations.py")
+    parser.add_argument("reports", type=Path, nargs="+",
+                        help="pytest --junitxml reports of tests/test_gate_mutations.py (one run, or its parts)")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--details", type=Path, default=ROOT / "docs" / "export.md")
     args = parser.parse_args(argv)
-    cases = read_report(args.report)
+    cases = [case for report in args.reports for case in read_report(report)]
     if not cases:
-        print(f"{args.report} holds no mutation case; nothing written", file=sys.stderr)
+        print(f"{', '.join(map(str, args.reports))}: no mutation case; nothing written", file=sys.stderr)
         return 1
     replace_between_markers(args.readme, readme_table(cases))
     replace_between_markers(args.details, details_table(cases))

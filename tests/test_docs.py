@@ -341,6 +341,7 @@ def test_mutation_tables_are_written_from_a_real_pytest_report(tmp_path):
     assert rows["forget eps in every BN fold"][1] == "**0/1**"
     assert "4 cases over 3 representatives: 2 caught, 1 survive as strict xfails, 1 survive unexpectedly" in text
     assert "zero the input" not in text  # skipped: not a result
+    assert rows["drop identity branch (fold)"] == ["1/1", "n/a", "not run", "n/a", "not run |"]  # no case ran there
 
     text = details.read_text()
     assert "- coreml fp16, convnext_atto, GELU exact -> tanh (survived): below fp16's own error" in text
@@ -352,6 +353,6 @@ def test_mutation_tables_need_a_report_with_mutation_cases(tmp_path, capsys):
     report = tmp_path / "r.xml"
     report.write_text('<testsuites><testsuite><testcase classname="t" name="test_other" /></testsuite></testsuites>')
     assert gen_mutations.main([str(report), "--readme", str(tmp_path / "no.md")]) == 1
-    assert "holds no mutation case" in capsys.readouterr().err
+    assert "no mutation case; nothing written" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="run `make test-mutations`"):
         gen_mutations.main([str(tmp_path / "missing.xml")])
