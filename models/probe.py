@@ -16,8 +16,7 @@ of the model so that none of that is true:
   entering each BatchNorm are made weak (variance of the order of ``eps``), so ``eps`` matters.
   A pre-norm BatchNorm (its input a residual stream, a sum of layers' outputs: EdgeViT) gets its weak
   channels in the stream: every layer that writes into it has the same quarter of its output
-  channels scaled down;
-  A BatchNorm gain under 1 keeps deep nets out of the regime where fp32 rounding compounds layer
+  channels scaled down. A BatchNorm gain under 1 keeps deep nets out of the regime where fp32 rounding compounds layer
   after layer: with ``U(0.5, 1.5)`` repvit_m2_3's fp32 and fp64 logits differed by 1.1e-4 of their
   spread (above the fp32 gate's 1e-4), with ``U(0.5, 1)`` by 5e-5;
 - half the LayerNorms fed directly by a conv or linear layer get that layer scaled so their input
@@ -117,9 +116,7 @@ def _calibrate_norms(model: nn.Module, generator: torch.Generator, images: torch
         if last.get("output") is x and layer is not None and layer.weight.shape[0] == module.num_features:
             weak = torch.rand(module.num_features, generator=generator) < 0.25
             factor = torch.where(weak, WEAK_CHANNEL_SCALE, 1.0)
-            layer.weight.mul_(factor.reshape(-1, *([1] * (layer.weight.dim() - 1))).to(layer.weight.dtype))
-            if layer.bias is not None:
-                layer.bias.mul_(factor.to(layer.bias.dtype))
+            _scale_out_channels(layer, factor)
             shape = [1, -1] + [1] * (x.dim() - 2)
             x = x * factor.reshape(shape).to(x.dtype)  # what the layer gives now
             replaced = (x, *args[1:])
@@ -288,7 +285,6 @@ def probe_weights(model: nn.Module, seed: int, input_size: tuple[int, int, int] 
     if zero:  # every rule above draws non-zero values; a zero tensor means a rule is missing
         raise AssertionError(f"probe weights left {len(zero)} all-zero parameter(s): {zero[:3]}")
     return probe.to(next(model.parameters()).dtype).eval()
-
 
 
 def probe_model(name: str, seed: int | None = None) -> nn.Module:
