@@ -12,7 +12,11 @@ it wrote, which tool versions it used). ``export_model`` does the rest, the same
 4. run the artifact on seeded inputs and compare with the eager deploy and training-form models
    (``export/parity.py``); then convert a copy of the model carrying probe weights
    (``models/probe.py``: every layer reaches the output) through the same path and gate that too;
-   on any failure raise ``ParityError`` and remove the temporary files;
+   on any failure raise ``ParityError`` and remove the temporary files. An artifact at a reduced
+   precision (fp16, int8) has the same conversion path gated at fp32 as well (on the probe weights,
+   against the fp32 bound), from the fp32 file the converter wrote on the way when it keeps one
+   (``fp32_intermediate``: TFLite quantizes an fp32 flatbuffer), else from a second conversion: a
+   wrong fold or a mangled graph whose effect is below fp16's or int8's own rounding is still caught;
 5. write the manifest and rename both onto their final names.
 
 Each stage is a line on the console with its time. However it ends (a failure, Ctrl-C), no temporary
@@ -43,7 +47,7 @@ from export.artifact import Artifact, git_commit, manifest_path_for, sha256_of, 
 from export.capabilities import capability, check_options
 from export.errors import ExportError, InputSizeError, MissingDependencyError, ParityError, UsageError
 from export.options import ExportOptions
-from export.parity import ParityReport, Tolerance, check_parity, tolerance_for
+from export.parity import ParityReport, Tolerance, check_parity, probe_tolerance, tolerance_for
 from mobilelat.cli import raise_if_interrupted
 from mobilelat.console import Console
 from mobilelat.paths import check_output_dir, output_dir
@@ -85,7 +89,9 @@ class FormatHandler(Protocol):
     # Optional (looked up with getattr, so the other formats need not define them):
     # ``artifact_variant(options) -> str | None``: a word for the file name after the precision (ExecuTorch's
     # backend when it is not the default); ``manifest_details(tmp_path) -> dict``: entries the converter adds
-    # to the manifest's options (ExecuTorch's delegation summary).
+    # to the manifest's options (ExecuTorch's delegation summary); ``fp32_intermediate(tmp_path) -> Path | None``:
+    # the fp32 file a reduced-precision conversion at ``tmp_path`` wrote on the way (runnable with fp32 options),
+    # which spares the gate a second conversion for the fp32 check of the path.
 
 
 def artifact_path(out_dir: str | Path, model_name: str, format_name: str, precision: str,
@@ -229,7 +235,7 @@ def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_
             if _same_weights(training, probe_training):  # the model already carries these probe weights:
                 probe = dataclasses.replace(probe, same_as_model=True)  # its gate is the probe's, no second conversion
         artifact = _convert_and_write(handler, deploy, spec, options, final, inputs, references, tolerance,
-                                      console, started, probe)
+                                      console, started, probe, own_tolerance=options.tolerance is None)
     return artifact
 
 
@@ -271,13 +277,19 @@ def _references(training: nn.Module, deploy: nn.Module, inputs: list[np.ndarray]
 
 def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpec, options: ExportOptions,
                        final: Path, inputs: list[np.ndarray], references: dict[str, list[np.ndarray]],
-                       tolerance: Tolerance, console: Console, started: float, probe: _Probe | None = None) -> Artifact:
-    """Convert to a temporary name, gate it (and the probe's conversion), write the manifest, rename both;
-    no temporary survives."""
+                       tolerance: Tolerance, console: Console, started: float, probe: _Probe | None = None,
+                       own_tolerance: bool = False) -> Artifact:
+    """Convert to a temporary name, gate it (and the probe's conversion, and at a reduced precision the same
+    path at fp32), write the manifest, rename both; no temporary survives.
+
+    ``own_tolerance``: the tolerance is the table's (not the caller's), so probe weights are judged by
+    ``probe_tolerance`` (int8 by direction only)."""
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = final.with_name(f".{final.stem}.tmp-{tag}{final.suffix}")
     tmp_probe = final.with_name(f".{final.stem}.probe-tmp-{tag}{final.suffix}")
+    tmp_fp32 = final.with_name(f".{final.stem}.fp32-tmp-{tag}{final.suffix}")
     tmp_manifest = manifest_path_for(tmp)
+    on_probe = probe_tolerance(tolerance) if own_tolerance else tolerance
     try:
         convert_started = time.perf_counter()
         with console.stage(f"[{handler.name}] convert {spec.name} ({options.precision}, "
@@ -290,7 +302,8 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
                               hint="report it: the converter returned without an error")
         with console.stage(f"[{handler.name}] parity gate on {len(inputs)} inputs"):
             outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp, inputs, spec, options)]
-            report = check_parity(outputs, references, tolerance, format_name=handler.name,
+            own = on_probe if probe is not None and probe.same_as_model else tolerance
+            report = check_parity(outputs, references, own, format_name=handler.name,
                                   precision=options.precision, output_name=spec.output_name)
         if probe is not None and probe.same_as_model:
             report.probe_seed = probe.seed
@@ -299,7 +312,7 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
                 _convert(handler, probe.deploy, spec, tmp_probe, options)
                 raise_if_interrupted()
                 probe_outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp_probe, inputs, spec, options)]
-                report.probe = check_parity(probe_outputs, probe.references, tolerance, format_name=handler.name,
+                report.probe = check_parity(probe_outputs, probe.references, on_probe, format_name=handler.name,
                                             precision=options.precision, output_name=spec.output_name)
                 report.probe_seed = probe.seed
             if console.verbose:
@@ -308,6 +321,15 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
         if console.verbose:
             shares = ", ".join(f"{name} {share:.2%}" for name, share in report.input_share().items())
             console.note(f"\\[{handler.name}] input-dependent share of the logits on the model's weights: {shares}")
+        if report.passed and _reduced_precision(handler, options):
+            if probe is None or probe.same_as_model:  # the artifact's own path (--no-probe: on the model's weights)
+                model, path_references, converted = deploy, references, tmp
+            else:
+                model, path_references, converted = probe.deploy, probe.references, tmp_probe
+            weights = "the model's weights" if probe is None else "probe weights"
+            with console.stage(f"[{handler.name}] the same path at fp32 on {weights}, against the fp32 bound"):
+                report.fp32_path = _gate_fp32_path(handler, model, spec, options, converted, tmp_fp32, inputs,
+                                                   path_references)
         if not report.passed:
             raise ParityError(report)
 
@@ -323,9 +345,31 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
             os.replace(tmp, final)
             os.replace(tmp_manifest, manifest_path_for(final))
     finally:
-        for leftover in (tmp, tmp_manifest, tmp_probe, *handler.temp_paths(tmp), *handler.temp_paths(tmp_probe)):
+        for leftover in (tmp, tmp_manifest, tmp_probe, tmp_fp32, *handler.temp_paths(tmp),
+                         *handler.temp_paths(tmp_probe), *handler.temp_paths(tmp_fp32)):
             remove_path(leftover)
     return artifact
+
+
+def _reduced_precision(handler: FormatHandler, options: ExportOptions) -> bool:
+    """Whether the artifact is at a precision below fp32 in a format that also converts at fp32."""
+    return options.precision != "fp32" and "fp32" in capability(handler.name).precisions
+
+
+def _gate_fp32_path(handler: FormatHandler, model: nn.Module, spec: ModelSpec, options: ExportOptions,
+                    converted: Path, tmp_fp32: Path, inputs: list[np.ndarray],
+                    references: dict[str, list[np.ndarray]]) -> ParityReport:
+    """The conversion path of ``converted`` (a reduced-precision artifact of ``model``) gated at fp32: the fp32
+    file its conversion wrote on the way (``fp32_intermediate``), else ``model`` converted again at fp32."""
+    fp32_options = dataclasses.replace(options, precision="fp32", tolerance=None)
+    intermediate = getattr(handler, "fp32_intermediate", lambda _path: None)(converted)
+    if intermediate is None or not Path(intermediate).exists():
+        _convert(handler, model, spec, tmp_fp32, fp32_options)
+        raise_if_interrupted()
+        intermediate = tmp_fp32
+    outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(Path(intermediate), inputs, spec, fp32_options)]
+    return check_parity(outputs, references, tolerance_for(handler.name, "fp32"), format_name=handler.name,
+                        precision="fp32", output_name=spec.output_name)
 
 
 def _describe(handler: FormatHandler, deploy: nn.Module, spec: ModelSpec, options: ExportOptions, final: Path,

@@ -17,14 +17,21 @@ it came from. The gate's arithmetic is built so that a broken artifact cannot hi
 - **Top-1 for every precision.** For float precisions an argmax that moved is a failure unless the
   reference's own margin between the two classes is within the bound (a tie the tolerance allows).
   int8 artifacts are judged by top-1 agreement and cosine, because quantization moves every logit
-  a little and an absolute bound would only measure the quantizer.
+  a little and an absolute bound would only measure the quantizer. On probe weights int8 is judged
+  by cosine only (``probe_tolerance``): the probe has no dominant class by design, so its top-1
+  margins are a few percent of the spread and int8 flips them whatever the conversion did.
+- **The path at fp32 too.** A reduced-precision artifact (fp16, int8) cannot resolve a change of
+  the order of its own rounding (one BatchNorm scaled by 1.001, GELU's tanh form), so the export
+  wrapper also gates the same conversion path at fp32 on probe weights, against the fp32 bound
+  (``ParityReport.fp32_path``): a wrong fold or a converter that mangles the graph is caught at fp32
+  resolution, and the precision's own bound is left to catch what the precision itself does.
 
 The functions here take plain arrays (reference and candidate outputs), so any format, present or
 future, is judged the same way.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -86,6 +93,17 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
                                            tie_rtol=_INT8_TIE,
                                            reason=_INT8_REASON + "; activations too, so looser than dynamic"),
 }
+
+
+_PROBE_INT8 = ("; on probe weights by cosine only: the probe has no dominant class, so int8 flips its "
+               "top-1 margins (a few percent of the spread) whatever the conversion did")
+
+
+def probe_tolerance(tolerance: Tolerance) -> Tolerance:
+    """The tolerance a conversion on probe weights is judged by: int8 (no ``rtol``) without top-1, float unchanged."""
+    if tolerance.rtol is not None or tolerance.min_top1_agreement is None:
+        return tolerance
+    return replace(tolerance, min_top1_agreement=None, reason=tolerance.reason + _PROBE_INT8)
 
 
 def tolerance_for(format_name: str, precision: str) -> Tolerance:
@@ -203,6 +221,8 @@ class ParityReport:
     signals: dict[str, dict] = field(default_factory=dict)  # reference -> Signal as a dict (spread, input_share)
     probe: "ParityReport | None" = None  # the same conversion on probe weights (export.probe), when run
     probe_seed: int | None = None  # seed of the probe weights (set also when the model's weights are the probe's)
+    # the same conversion path at fp32 on probe weights, against the fp32 bound (reduced precisions only)
+    fp32_path: "ParityReport | None" = None
 
     @property
     def refused(self) -> list[str]:
@@ -214,7 +234,8 @@ class ParityReport:
     def passed(self) -> bool:
         own = (bool(self.comparisons) and all(c.passed for c in self.comparisons) and not self.refused
                and self._aggregate_passed())
-        return own and (self.probe is None or self.probe.passed)
+        return (own and (self.probe is None or self.probe.passed)
+                and (self.fp32_path is None or self.fp32_path.passed))
 
     def _aggregate_passed(self) -> bool:
         min_top1 = self.tolerance.get("min_top1_agreement")
@@ -269,6 +290,8 @@ class ParityReport:
         elif self.probe_seed is not None:  # the model's own weights are the probe weights: judged above
             data["probe"] = {"seed": self.probe_seed, "same_as_model": True, "passed": self.passed,
                              "input_share": self.input_share()}
+        if self.fp32_path is not None:
+            data["fp32_path"] = self.fp32_path.to_dict()
         return data
 
     def _own_line(self) -> str:
@@ -294,6 +317,8 @@ class ParityReport:
         line = self._own_line()
         if self.probe is not None:
             line += f"; probe weights: {self.probe._own_line()}"
+        if self.fp32_path is not None:
+            line += f"; the same path at fp32: {self.fp32_path._own_line()}"
         return line
 
     def format_text(self) -> str:
@@ -314,6 +339,10 @@ class ParityReport:
         if self.probe is not None:
             lines.append(f"  -- on probe weights (seed {self.probe_seed}) --")
             lines.extend("  " + line for line in self.probe.format_text().splitlines())
+        if self.fp32_path is not None:
+            weights = "the model's weights" if self.probe_seed is None else f"probe weights (seed {self.probe_seed})"
+            lines.append(f"  -- the same conversion path at fp32, on {weights} --")
+            lines.extend("  " + line for line in self.fp32_path.format_text().splitlines())
         return "\n".join(lines)
 
 

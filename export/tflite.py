@@ -16,7 +16,9 @@
   calibrated on ``--calibration-dir`` images (PIL, resized, normalized with the spec's mean/std)
   or on seeded synthetic images. The parity runner quantizes inputs and dequantizes outputs with
   the scales stored in the file, so the gate compares real-valued logits.
-- Parity: the ai-edge-litert interpreter (XNNPACK on CPU).
+- Parity: the ai-edge-litert interpreter (XNNPACK on CPU). A quantized artifact's fp32 flatbuffer
+  is gated too, at the fp32 bound (``fp32_intermediate``): the gate checks the conversion at fp32
+  resolution without converting twice.
 """
 from __future__ import annotations
 
@@ -207,6 +209,11 @@ class TFLiteFormat:
 
     def temp_paths(self, tmp_path: Path) -> list[Path]:
         return [_float_path(tmp_path)]
+
+    def fp32_intermediate(self, tmp_path: Path) -> Path | None:
+        """The fp32 flatbuffer a quantized conversion at ``tmp_path`` was made from (the gate checks it at fp32)."""
+        path = _float_path(tmp_path)
+        return path if path.exists() else None
 
     def prepare_command_line(self) -> None:
         # our progress shows; litert-torch's per-stage log (it reads this per call) does not
