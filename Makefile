@@ -50,6 +50,7 @@ bench: $(STAMP)
 # Regenerates the zoo table in docs/models.md from the registry (tests/test_docs.py fails when it is stale).
 docs: $(STAMP)
 	$(PY) docs/gen_zoo.py
+	$(PY) docs/gen_tolerances.py
 
 clean:
 	rm -rf $(VENV) artifacts results reports

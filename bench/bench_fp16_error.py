@@ -5,7 +5,10 @@ For each registered model, at its own input size, the deploy form on its probe w
 (``models.probe``) is converted by the format's handler at fp16 (the same converter call the gate
 makes) and run on the gate's three inputs (``ModelSpec.sample_inputs``, seeds 0..2). Printed per
 model and format: max |fp16 artifact - eager fp32 deploy| / spread (the quantity the gate bounds,
-``export.parity``) and whether every top-1 agreed, then the largest per format.
+``export.parity``), whether every top-1 agreed, and that error over the model's own fp32 rounding
+gap (max |eager fp32 - eager fp64| / spread, ``export.common.rounding_gap``): the ratio the fp16
+entries' ``rounding_gain`` is set from (a net that amplifies fp32's rounding amplifies fp16's alike).
+At the end, per format: the largest error and the largest ratio.
 
     python bench/bench_fp16_error.py                          # every model, coreml and tflite (~40 min here)
     python bench/bench_fp16_error.py --formats tflite repvit_m1_5 repvit_m2_3
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, n
 import models  # noqa: E402
 import reparam  # noqa: E402
 from export.capabilities import CAPABILITIES  # noqa: E402
+from export.common import rounding_gap  # noqa: E402
 from export.formats import HANDLERS  # noqa: E402
 from export.parity import reference_signal  # noqa: E402
 from models.probe import probe_model  # noqa: E402
@@ -43,6 +47,7 @@ def fp16_error(name: str, formats: list[str]) -> dict[str, dict[str, float]]:
     with torch.no_grad():
         references = [deploy(torch.from_numpy(x)).numpy().astype(np.float64) for x in inputs]
     spread = reference_signal(references).spread
+    gap = rounding_gap(deploy, inputs, references)
     rows = {}
     for format_name in formats:
         handler = HANDLERS[format_name]
@@ -55,8 +60,8 @@ def fp16_error(name: str, formats: list[str]) -> dict[str, dict[str, float]]:
             outputs = [np.asarray(o, dtype=np.float64) for o in handler.run(path, inputs, spec, options)]
         error = max(float(np.abs(o - r).max()) for o, r in zip(outputs, references))
         top1 = float(np.mean([np.argmax(o) == np.argmax(r) for o, r in zip(outputs, references)]))
-        rows[format_name] = {"error_over_spread": error / spread, "top1": top1,
-                             "seconds": time.perf_counter() - started}
+        rows[format_name] = {"error_over_spread": error / spread, "top1": top1, "gap": gap,
+                             "ratio": error / spread / gap if gap else None, "seconds": time.perf_counter() - started}
     return rows
 
 
@@ -74,16 +79,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no fp16 in format(s) {', '.join(unknown)}; choose from {', '.join(FP16_FORMATS)}")
     torch.set_num_threads(args.threads)
     names = args.models or models.list_models()
-    print(f"{'model':26s} " + " ".join(f"{f + ' err/spread':>18s} {'top1':>5s}" for f in formats), flush=True)
+    print(f"{'model':26s} {'fp32 gap':>9s} " + " ".join(f"{f + ' err/spread':>18s} {'ratio':>6s} {'top1':>5s}"
+                                                   for f in formats), flush=True)
     results: dict[str, dict] = {}
     for name in names:
         results[name] = fp16_error(name, formats)
-        print(f"{name:26s} " + " ".join(f"{results[name][f]['error_over_spread']:18.2e} "
-                                        f"{results[name][f]['top1']:5.0%}" for f in formats), flush=True)
+        row = results[name]
+        print(f"{name:26s} {row[formats[0]]['gap'] or float('nan'):9.2e} "
+              + " ".join(f"{row[f]['error_over_spread']:18.2e} {row[f]['ratio'] or float('nan'):6.0f} {row[f]['top1']:5.0%}"
+                         for f in formats), flush=True)
     for f in formats:
         worst = max(results, key=lambda n: results[n][f]["error_over_spread"])
+        ratios = {n: r[f]["ratio"] for n, r in results.items() if r[f]["ratio"] is not None}
+        steep = max(ratios, key=ratios.get) if ratios else None
         print(f"{f} fp16: largest error {results[worst][f]['error_over_spread']:.2e} x spread ({worst}), "
-              f"median {np.median([r[f]['error_over_spread'] for r in results.values()]):.2e}")
+              f"median {np.median([r[f]['error_over_spread'] for r in results.values()]):.2e}; largest error / "
+              f"fp32 gap {ratios.get(steep, float('nan')):.0f} ({steep})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

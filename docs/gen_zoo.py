@@ -71,21 +71,23 @@ def render_table(rows: list[ZooRow]) -> str:
     return HEADER + "".join(row.markdown() + "\n" for row in rows)
 
 
-def split_at_markers(text: str, source: str = "the document") -> tuple[str, str]:
+def split_at_markers(text: str, source: str = "the document", begin: str = BEGIN, end: str = END,
+                     what: str = "the zoo table") -> tuple[str, str]:
     """The text before the begin marker and after the end marker; a clear error if they are not there once each."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise ValueError(f"{source} must hold {BEGIN} and {END} exactly once each "
-                         f"(found {text.count(BEGIN)} and {text.count(END)}); put them around the zoo table")
-    head, rest = text.split(BEGIN)
-    if END not in rest:
-        raise ValueError(f"{source}: {END} comes before {BEGIN}; swap them")
-    return head, rest.split(END)[1]
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise ValueError(f"{source} must hold {begin} and {end} exactly once each "
+                         f"(found {text.count(begin)} and {text.count(end)}); put them around {what}")
+    head, rest = text.split(begin)
+    if end not in rest:
+        raise ValueError(f"{source}: {end} comes before {begin}; swap them")
+    return head, rest.split(end)[1]
 
 
-def replace_table(text: str, table: str, source: str = "the document") -> str:
+def replace_table(text: str, table: str, source: str = "the document", begin: str = BEGIN, end: str = END,
+                  what: str = "the zoo table") -> str:
     """``text`` with everything between the markers replaced by ``table`` (one blank line each side)."""
-    head, tail = split_at_markers(text, source)
-    return f"{head}{BEGIN}\n\n{table}\n{END}{tail}"
+    head, tail = split_at_markers(text, source, begin, end, what)
+    return f"{head}{begin}\n\n{table}\n{end}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,25 +100,32 @@ def main(argv: list[str] | None = None) -> int:
     # The counts do not depend on threads; one thread keeps a busy small machine from spinning
     # (the whole zoo took 67 s with torch's default threads on a loaded 2-core box, 17 s with one).
     torch.set_num_threads(1)
+    return write_table(args.path, lambda: render_table(zoo_rows()), args.check)
+
+
+def write_table(path: Path, render, check: bool, begin: str = BEGIN, end: str = END,
+                what: str = "the zoo table") -> int:
+    """Rewrite the table between the markers of ``path`` with ``render()`` (or, with ``check``, only say
+    whether it is stale): 0 done or current, 1 stale (``check``), 2 no markers or an unreadable file."""
+    markers = {"begin": begin, "end": end, "what": what}
     try:
-        text = args.path.read_text()
-        split_at_markers(text, str(args.path))  # before the slow part: a file without markers fails at once
-        updated = replace_table(text, render_table(zoo_rows()), source=str(args.path))
+        text = path.read_text()
+        split_at_markers(text, str(path), **markers)  # before the slow part: a file without markers fails at once
+        updated = replace_table(text, render(), source=str(path), **markers)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.check:
+    if check:
         if updated != text:
-            print(f"{args.path}: the zoo table is stale; run `make docs`", file=sys.stderr)
+            print(f"{path}: {what} is stale; run `make docs`", file=sys.stderr)
             return 1
         return 0
     if updated != text:
-        args.path.write_text(updated)
-        print(f"{args.path}: zoo table rewritten")
+        path.write_text(updated)
+        print(f"{path}: {what} rewritten")
     else:
-        print(f"{args.path}: zoo table already up to date")
+        print(f"{path}: {what} already up to date")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

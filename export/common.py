@@ -47,7 +47,8 @@ from export.artifact import Artifact, git_commit, manifest_path_for, sha256_of, 
 from export.capabilities import capability, check_options
 from export.errors import ExportError, InputSizeError, MissingDependencyError, ParityError, UsageError
 from export.options import ExportOptions
-from export.parity import ParityReport, Tolerance, check_parity, probe_tolerance, tolerance_for
+from export.parity import (ParityReport, Tolerance, check_parity, probe_tolerance, reference_signal, scaled_to_model,
+                            tolerance_for)
 from mobilelat.cli import raise_if_interrupted
 from mobilelat.console import Console
 from mobilelat.paths import check_output_dir, output_dir
@@ -56,7 +57,7 @@ from models import ModelSpec, UnknownModelError, model_spec
 from models.complexity import count_macs, count_params
 from models.probe import name_seed, probe_weights
 
-__all__ = ["FormatHandler", "artifact_path", "export_model", "failing_component", "remove_path"]
+__all__ = ["FormatHandler", "artifact_path", "export_model", "failing_component", "gate_tolerance", "remove_path"]
 
 
 class FormatHandler(Protocol):
@@ -197,7 +198,6 @@ def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_
     """
     options = options if options is not None else capability(handler.name).options_class()
     check_options(handler.name, options)
-    tolerance = options.tolerance or tolerance_for(handler.name, options.precision)
     started = time.perf_counter()
     console = console if console is not None else Console(quiet=options.quiet)
     if options.input_size is not None:
@@ -222,6 +222,7 @@ def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_
         inputs = [x.numpy() for x in spec.sample_inputs(count=options.parity_inputs, seed=options.parity_seed)]
         with console.stage(f"[{handler.name}] eager reference outputs on {len(inputs)} inputs"), torch.no_grad():
             references = _references(training, deploy, inputs, options.reparameterize)
+            tolerance = gate_tolerance(handler.name, options, deploy, inputs, references["deploy"])
         probe = None
         if options.probe:
             seed = probe_seed(spec.name, options)
@@ -230,13 +231,46 @@ def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_
                 probe_deploy = (reparam.reparameterize(probe_training, warn_untrained=False).eval()
                                 if options.reparameterize else probe_training)
                 with torch.no_grad():
-                    probe = _Probe(seed, probe_deploy,
-                                   _references(probe_training, probe_deploy, inputs, options.reparameterize))
-            if _same_weights(training, probe_training):  # the model already carries these probe weights:
-                probe = dataclasses.replace(probe, same_as_model=True)  # its gate is the probe's, no second conversion
+                    probe_references = _references(probe_training, probe_deploy, inputs, options.reparameterize)
+                same = _same_weights(training, probe_training)  # the model already carries these probe weights:
+                # its gate is the probe's, no second conversion
+                if not same:
+                    judged_by = gate_tolerance(handler.name, options, probe_deploy, inputs, probe_references["deploy"],
+                                               probe=True)
+                else:  # the model's own tolerance (its gap measured above), on probe terms unless the caller set it
+                    judged_by = tolerance if options.tolerance is not None else probe_tolerance(tolerance)
+                probe = _Probe(seed, probe_deploy, probe_references, judged_by, same_as_model=same)
         artifact = _convert_and_write(handler, deploy, spec, options, final, inputs, references, tolerance,
-                                      console, started, probe, own_tolerance=options.tolerance is None)
+                                      console, started, probe)
     return artifact
+
+
+def gate_tolerance(format_name: str, options: ExportOptions, deploy: nn.Module, inputs: list[np.ndarray],
+                   deploy_outputs: list[np.ndarray], probe: bool = False) -> Tolerance:
+    """The tolerance the gate judges ``deploy``'s conversion by: the caller's ``options.tolerance`` as given,
+    else the table's entry, scaled to the model's own sensitivity to rounding where the entry says so
+    (fp16: ``scaled_to_model``) and, on probe weights, without top-1 for int8 (``probe_tolerance``)."""
+    if options.tolerance is not None:
+        return options.tolerance
+    tolerance = tolerance_for(format_name, options.precision)
+    if tolerance.rounding_gain is not None:
+        tolerance = scaled_to_model(tolerance, rounding_gap(deploy, inputs, deploy_outputs))
+    return probe_tolerance(tolerance) if probe else tolerance
+
+
+def rounding_gap(model: nn.Module, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> float | None:
+    """max |``outputs`` (the eager fp32 model's) - the same model in fp64| / the fp64 spread over ``inputs``:
+    how much the model amplifies fp32's rounding (None when it cannot run in fp64 or does not vary)."""
+    try:
+        exact_model = copy.deepcopy(model).double().eval()
+        with torch.no_grad():
+            exact = [exact_model(torch.from_numpy(x).double()).numpy() for x in inputs]
+    except (RuntimeError, TypeError):  # an op without a float64 kernel: the table's rtol stands
+        return None
+    signal = reference_signal(exact)
+    if not signal.reaches_output:  # the gate refuses such a reference anyway
+        return None
+    return max(float(np.abs(np.asarray(o, dtype=np.float64) - e).max()) for o, e in zip(outputs, exact)) / signal.spread
 
 
 def _own_input_size(spec: ModelSpec) -> tuple[int, int, int]:
@@ -264,6 +298,7 @@ class _Probe:
     seed: int  # seed of the probe weights
     deploy: nn.Module  # what is converted
     references: dict[str, list[np.ndarray]]  # its eager outputs on the parity inputs
+    tolerance: Tolerance  # what it is judged by (``gate_tolerance(..., probe=True)``)
     same_as_model: bool = False  # the model's own weights are these probe weights (nothing more to convert)
 
 
@@ -277,19 +312,14 @@ def _references(training: nn.Module, deploy: nn.Module, inputs: list[np.ndarray]
 
 def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpec, options: ExportOptions,
                        final: Path, inputs: list[np.ndarray], references: dict[str, list[np.ndarray]],
-                       tolerance: Tolerance, console: Console, started: float, probe: _Probe | None = None,
-                       own_tolerance: bool = False) -> Artifact:
+                       tolerance: Tolerance, console: Console, started: float, probe: _Probe | None = None) -> Artifact:
     """Convert to a temporary name, gate it (and the probe's conversion, and at a reduced precision the same
-    path at fp32), write the manifest, rename both; no temporary survives.
-
-    ``own_tolerance``: the tolerance is the table's (not the caller's), so probe weights are judged by
-    ``probe_tolerance`` (int8 by direction only)."""
+    path at fp32), write the manifest, rename both; no temporary survives."""
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = final.with_name(f".{final.stem}.tmp-{tag}{final.suffix}")
     tmp_probe = final.with_name(f".{final.stem}.probe-tmp-{tag}{final.suffix}")
     tmp_fp32 = final.with_name(f".{final.stem}.fp32-tmp-{tag}{final.suffix}")
     tmp_manifest = manifest_path_for(tmp)
-    on_probe = probe_tolerance(tolerance) if own_tolerance else tolerance
     try:
         convert_started = time.perf_counter()
         with console.stage(f"[{handler.name}] convert {spec.name} ({options.precision}, "
@@ -302,7 +332,7 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
                               hint="report it: the converter returned without an error")
         with console.stage(f"[{handler.name}] parity gate on {len(inputs)} inputs"):
             outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp, inputs, spec, options)]
-            own = on_probe if probe is not None and probe.same_as_model else tolerance
+            own = probe.tolerance if probe is not None and probe.same_as_model else tolerance
             report = check_parity(outputs, references, own, format_name=handler.name,
                                   precision=options.precision, output_name=spec.output_name)
         if probe is not None and probe.same_as_model:
@@ -312,7 +342,7 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
                 _convert(handler, probe.deploy, spec, tmp_probe, options)
                 raise_if_interrupted()
                 probe_outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp_probe, inputs, spec, options)]
-                report.probe = check_parity(probe_outputs, probe.references, on_probe, format_name=handler.name,
+                report.probe = check_parity(probe_outputs, probe.references, probe.tolerance, format_name=handler.name,
                                             precision=options.precision, output_name=spec.output_name)
                 report.probe_seed = probe.seed
             if console.verbose:
@@ -334,7 +364,7 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
             raise ParityError(report)
 
         with console.stage(f"[{handler.name}] write {final.name} and its manifest"):
-            artifact = _describe(handler, deploy, spec, options, final, tmp, report, tolerance, convert_seconds,
+            artifact = _describe(handler, deploy, spec, options, final, tmp, report, own, convert_seconds,
                                  started)
             tmp_manifest.write_text(json.dumps(artifact.to_dict(), indent=2, default=_json_default) + "\n")
             raise_if_interrupted()  # the last moment to stop before the files land

@@ -5,8 +5,11 @@ and which weights it came from: a checkpoint path, or ``probe:<seed>`` for an ex
 ``--weights`` (``models.probe``: the same seed gives the same weights, so nothing else is needed).
 ``--weights`` names the checkpoint when the manifest's path no longer holds it. The artifact is
 run on the gate's seeded inputs and judged by today's tolerance table against the eager model,
-deploy and training form. A file or folder whose sha256 differs from the manifest's is reported
-as changed; it fails verification even if its outputs still pass.
+deploy and training form (the tolerance as the export took it: ``export.common.gate_tolerance``).
+What is verified is the artifact itself; the fp32 check of a reduced-precision artifact's conversion
+path (``ParityReport.fp32_path``) needs the converter and is not repeated. A file or folder whose
+sha256 differs from the manifest's is reported as changed; it fails verification even if its
+outputs still pass.
 
 Exit status: 0 verified, 1 changed or failed the gate, 2 bad usage (no manifest, no weights).
 """
@@ -25,9 +28,10 @@ from rich.markup import escape
 
 from export.artifact import Artifact, load_artifact, sha256_of
 from export.capabilities import capability
+from export.common import gate_tolerance
 from export.errors import InputPathError, UsageError
 from export.formats import handler as format_handler
-from export.parity import ParityReport, check_parity, tolerance_for
+from export.parity import ParityReport, check_parity
 from mobilelat.cli import ArgumentParser, run_cli
 from mobilelat.console import Console, add_output_flags
 from mobilelat.errors import EXIT_CHECK_FAILED, EXIT_OK
@@ -102,7 +106,9 @@ def verify_artifact(path: str | Path, weights: str | None = None) -> Verificatio
         if artifact.reparameterized:
             references["training"] = [training(torch.from_numpy(x)).numpy() for x in inputs]
     outputs = [np.asarray(o, dtype=np.float32) for o in format_handler(artifact.format).run(path, inputs, spec, options)]
-    report = check_parity(outputs, references, tolerance_for(artifact.format, artifact.precision),
+    on_probe = weights is None and str(artifact.options.get("weights", "")).startswith(PROBE_PREFIX)
+    tolerance = gate_tolerance(artifact.format, options, deploy, inputs, references["deploy"], probe=on_probe)
+    report = check_parity(outputs, references, tolerance,
                           format_name=artifact.format, precision=artifact.precision, output_name=spec.output_name)
     return Verification(artifact=artifact, sha256_now=sha256_of(path), report=report)
 

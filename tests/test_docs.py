@@ -51,6 +51,7 @@ def _load_doc_script(name: str):
 
 gen_zoo = _load_doc_script("gen_zoo")
 gen_mutations = _load_doc_script("gen_mutations")
+gen_tolerances = _load_doc_script("gen_tolerances")
 
 
 def _texts() -> dict[Path, str]:
@@ -114,6 +115,28 @@ def test_generator_rewrites_a_stale_table_and_check_reports_it(zoo_rows, tmp_pat
     assert gen_zoo.main([str(copy)]) == 0
     assert copy.read_text() == committed
     assert gen_zoo.main([str(copy), "--check"]) == 0
+
+
+@pytest.mark.fast
+def test_committed_tolerance_table_is_the_gates(tmp_path, capsys):
+    """docs/export.md shows export.parity.TOLERANCES as it is; a stale copy is reported and rewritten."""
+    from export.parity import TOLERANCES
+
+    export_md = ROOT / "docs" / "export.md"
+    assert gen_tolerances.main([str(export_md), "--check"]) == 0, "the tolerance table is stale; run `make docs`"
+    table = export_md.read_text().split(gen_tolerances.BEGIN)[1].split(gen_tolerances.END)[0]
+    rows = [line for line in table.strip().splitlines()[2:]]
+    assert len(rows) == len(TOLERANCES)
+    fp16_row = next(row for row in rows if row.startswith("| tflite | fp16 |"))
+    fp16 = fp16_row.split(" | ")
+    assert fp16[2] == f"{TOLERANCES[('tflite', 'fp16')].rtol:g}" and fp16[6] == "gated too (rtol 1e-4)"
+    assert next(row for row in rows if row.startswith("| onnx | fp32 |")).split(" | ")[6] == "-"
+    copy = tmp_path / "export.md"
+    copy.write_text(export_md.read_text().replace(fp16_row, fp16_row.replace(f"| {fp16[2]} |", "| 9.99 |")))
+    assert gen_tolerances.main([str(copy), "--check"]) == 1 and "stale" in capsys.readouterr().err
+    assert gen_tolerances.main([str(copy)]) == 0 and copy.read_text() == export_md.read_text()
+    copy.write_text("no markers here\n")
+    assert gen_tolerances.main([str(copy)]) == 2 and "tolerances:begin" in capsys.readouterr().err
 
 
 def test_generator_refuses_a_file_without_markers_before_building_anything(tmp_path, monkeypatch, capsys):
