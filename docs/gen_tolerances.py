@@ -68,5 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     return write_table(args.path, render_table, args.check, BEGIN, END, "the tolerance table")
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -127,5 +127,6 @@ def write_table(path: Path, render, check: bool, begin: str = BEGIN, end: str = 
         print(f"{path}: {what} already up to date")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

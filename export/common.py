@@ -393,7 +393,7 @@ def _gate_fp32_path(handler: FormatHandler, model: nn.Module, spec: ModelSpec, o
     file its conversion wrote on the way (``fp32_intermediate``), else ``model`` converted again at fp32."""
     fp32_options = dataclasses.replace(options, precision="fp32", tolerance=None)
     intermediate = getattr(handler, "fp32_intermediate", lambda _path: None)(converted)
-    if intermediate is None or not Path(intermediate).exists():
+    if intermediate is None:
         _convert(handler, model, spec, tmp_fp32, fp32_options)
         raise_if_interrupted()
         intermediate = tmp_fp32

@@ -62,8 +62,13 @@ class Verification:
                 "parity": self.report.to_dict()}
 
 
+def _weights_source(artifact: Artifact, weights: str | None) -> str | None:
+    """Where the weights come from: ``--weights``, else the manifest's (a path, or ``probe:<seed>``)."""
+    return weights if weights is not None else artifact.options.get("weights")
+
+
 def _model_for(artifact: Artifact, weights: str | None) -> torch.nn.Module:
-    source = weights if weights is not None else artifact.options.get("weights")
+    source = _weights_source(artifact, weights)
     if source is None:
         raise UsageError(f"the manifest of {artifact.path} names no weights (a library export of a model in "
                          f"memory); pass --weights PATH")
@@ -106,7 +111,7 @@ def verify_artifact(path: str | Path, weights: str | None = None) -> Verificatio
         if artifact.reparameterized:
             references["training"] = [training(torch.from_numpy(x)).numpy() for x in inputs]
     outputs = [np.asarray(o, dtype=np.float32) for o in format_handler(artifact.format).run(path, inputs, spec, options)]
-    on_probe = weights is None and str(artifact.options.get("weights", "")).startswith(PROBE_PREFIX)
+    on_probe = str(_weights_source(artifact, weights)).startswith(PROBE_PREFIX)  # judged as the export judged it
     tolerance = gate_tolerance(artifact.format, options, deploy, inputs, references["deploy"], probe=on_probe)
     report = check_parity(outputs, references, tolerance,
                           format_name=artifact.format, precision=artifact.precision, output_name=spec.output_name)

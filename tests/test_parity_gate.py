@@ -220,3 +220,24 @@ def test_verify_rechecks_an_artifact_from_its_manifest(tmp_path):
     result = verify_artifact(artifact.path)
     assert not result.unchanged and not result.report.passed
     assert verify_main([str(artifact.path), "--json"]) == 1
+
+
+@pytest.mark.slow
+def test_verify_judges_int8_on_probe_weights_as_the_export_did(tmp_path):
+    """An int8 export on probe weights was gated by cosine only (its top-1 margins are int8-sized); verify
+    judges it the same, whether the manifest names the probe or ``--weights probe:<seed>`` does."""
+    from export.formats import export_format
+    from export.verify import verify_artifact
+    from export_helpers import signal_model
+
+    name = "repvit_m0_6"
+    probe = f"probe:{name_seed(name)}"
+    artifact = export_format("tflite", signal_model(name), models.model_spec(name), tmp_path, precision="int8_full",
+                             quiet=True, weights=probe, calibration_count=8)
+    assert artifact.parity["passed"] and artifact.parity["tolerance"]["min_top1_agreement"] is None
+    for weights in (None, probe):
+        result = verify_artifact(artifact.path, weights)
+        assert result.report.tolerance["min_top1_agreement"] is None, weights
+        assert result.passed, (weights, result.report.summary_line())
+    # the int8 top-1 a checkpoint's export is held to would refuse this artifact: the probe terms matter
+    assert min(artifact.parity["top1_agreement"].values()) < TOLERANCES[("tflite", "int8_full")].min_top1_agreement
