@@ -18,6 +18,7 @@ from models.layers import LayerNorm2d
 from models.spec import Variant
 from models.weights import CheckpointLayout, class_count, rename_keys
 from reparam.fuse import fold_scale_into_linear
+from reparam.layers import fold_norms
 
 PAPER = "A ConvNet for the 2020s (CVPR 2022)"
 REFERENCE = "https://github.com/facebookresearch/ConvNeXt"
@@ -63,16 +64,17 @@ class ConvNeXtBlock(nn.Module):
         return shortcut + x
 
     def reparameterize(self) -> nn.Module:
-        """The same block with ``gamma`` folded into ``fc2`` (no layer scale left)."""
+        """The same block with ``gamma`` folded into ``fc2`` (no layer scale left) and the norm's affine part
+        into ``fc1`` (``reparam.layers.fold_norm_affine``)."""
         if self.gamma is None:
-            return self
+            return fold_norms(self, ("norm", "fc1"))
         fused = ConvNeXtBlock(self.dim, self.conv_mlp, ls_init_value=None, mlp_ratio=self._mlp_ratio())
         fused.to(device=self.fc2.weight.device, dtype=self.fc2.weight.dtype)
         state = {k: v for k, v in self.state_dict().items() if k != "gamma"}
         with torch.no_grad():
             state["fc2.weight"], state["fc2.bias"] = fold_scale_into_linear(self.fc2.weight, self.fc2.bias, self.gamma)
         fused.load_state_dict(state)
-        return fused.train(self.training)
+        return fold_norms(fused.train(self.training), ("norm", "fc1"))
 
     def _mlp_ratio(self) -> int:
         return self.fc2.weight.shape[1] // self.dim

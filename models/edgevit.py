@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import Mlp, drop_path
+from models.layers import Mlp, drop_path, split_qkv
 from models.spec import Variant
 from models.weights import CheckpointLayout, class_count, rename_keys
 from reparam.fuse import fold_bn_into_following_conv, fold_bn_into_following_linear
@@ -97,8 +97,7 @@ class GlobalSparseAttn(nn.Module):
             x = x.transpose(1, 2).reshape(batch, channels, height, width)[:, :, ::self.sr, ::self.sr]
             x = x.flatten(2).transpose(1, 2)
         tokens = x.shape[1]
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, channels // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = split_qkv(self.qkv(x), self.num_heads)
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
         x = (attn @ v).transpose(1, 2).reshape(batch, tokens, channels)
         if self.sr > 1:

@@ -30,7 +30,7 @@ import copy
 import torch
 from torch import nn
 
-from models.layers import Mlp, drop_path
+from models.layers import Mlp, drop_path, split_qkv
 from models.spec import Variant
 from models.weights import CheckpointLayout, class_count
 from reparam.fuse import fold_scale_into_linear
@@ -133,8 +133,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = split_qkv(self.qkv(x), self.num_heads)
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
         x = (attn @ v).transpose(1, 2).reshape(batch, tokens, self.num_heads * self.head_dim)
         return self.proj(x)

@@ -36,6 +36,14 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     return x * keep
 
 
+def split_qkv(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, N, 3 * D) -> q, k, v, each (B, heads, N, D / heads): the fused projection's three parts split into
+    heads with one rank-5 transpose (q's channels come first, then k's, then v's: ``chunk(3)`` order)."""
+    batch, tokens, channels = qkv.shape
+    parts = qkv.reshape(batch, tokens, 3, num_heads, channels // (3 * num_heads)).permute(2, 0, 3, 1, 4)
+    return parts[0], parts[1], parts[2]
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW tensor (parameters ``weight`` and ``bias``, one per channel).
 

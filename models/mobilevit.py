@@ -15,7 +15,8 @@ feature-map size, in exactly the reference order, so every converter sees fixed 
 feature maps are not multiples of the patch size are rejected (the reference resizes them with
 bilinear interpolation; at 256x256 and every multiple of 32 no resize happens).
 
-Deploy form: every conv+BN folds through the generic Conv+BN pass (``ConvBN`` children).
+Deploy form: every conv+BN folds through the generic Conv+BN pass (``ConvBN`` children); each transformer
+LayerNorm's affine part folds into the linear that reads it (``TransformerEncoder.reparameterize``).
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ import re
 import torch
 from torch import nn
 
-from models.layers import ConvBN, ConvBNAct, make_divisible
+from models.layers import ConvBN, ConvBNAct, make_divisible, split_qkv
 from models.spec import Variant
 from models.weights import CheckpointLayout, class_count, rename_keys
+from reparam.layers import fold_norms
 
 PAPER = "MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision Transformer (ICLR 2022)"
 REFERENCE = "https://github.com/apple/ml-cvnets"
@@ -70,8 +72,8 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, channels = x.shape
-        qkv = self.qkv_proj(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0] * self.scaling, qkv[1], qkv[2]
+        q, k, v = split_qkv(self.qkv_proj(x), self.num_heads)
+        q = q * self.scaling
         attn = (q @ k.transpose(-1, -2)).softmax(dim=-1)
         x = (attn @ v).transpose(1, 2).reshape(batch, tokens, channels)
         return self.out_proj(x)
@@ -90,6 +92,10 @@ class TransformerEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
+
+    def reparameterize(self) -> nn.Module:
+        """The same layer with each LayerNorm's affine part folded into the linear that reads it."""
+        return fold_norms(self, ("norm1", "attn.qkv_proj"), ("norm2", "ffn.0"))
 
 
 def unfold_patches(x: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:

@@ -9,10 +9,12 @@ Written for export with static shapes, in forms that are exactly equal to the re
 * the cyclic shift ``torch.roll(x, -s, (1, 2))`` is two slice+concat pairs (``cyclic_shift``);
 * the shifted-window attention mask is computed once for the model's input size and kept as a
   buffer (so a model is built for one resolution: ``build(name, img_size=...)``);
-* window partition/reverse, q/k/v splitting and mask addition use tensors of rank 4 at most
-  (some converters reject rank-5/6 transposes).
+* window partition/reverse and mask addition use tensors of rank 4 at most (some converters reject
+  rank-6 transposes); q/k/v splitting and patch merging each take one rank-5 transpose (one
+  ``TRANSPOSE`` for XNNPACK instead of three transposes or four strided slices and a concat:
+  ``models.layers.split_qkv``, ``merge_patches``), which every converter here and Core ML accept.
 
-No reparameterization applies (LayerNorm everywhere, no layer scale).
+Reparameterization folds each LayerNorm's affine part into the linear that reads it (``fold_norms``).
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ import re
 import torch
 from torch import nn
 
-from models.layers import Mlp
+from models.layers import Mlp, split_qkv
 from models.spec import Variant
 from models.weights import CheckpointLayout, class_count, rename_keys
+from reparam.layers import fold_norms
 
 PAPER = "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)"
 REFERENCE = "https://github.com/microsoft/Swin-Transformer"
@@ -55,6 +58,14 @@ def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) 
     x = windows.reshape(-1, width // window, window, window * channels)
     x = x.transpose(1, 2)  # (B * H/w, w rows, W/w, w * C)
     return x.reshape(-1, height, width, channels)
+
+
+def merge_patches(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, C) -> (B, H/2, W/2, 4C), the reference's channel order (even row, even col), (odd, even),
+    (even, odd), (odd, odd): one rank-5 transpose instead of four strided slices and a concat."""
+    batch, height, width, channels = x.shape
+    x = x.reshape(batch * (height // 2), 2, width // 2, 2, channels)  # (B*H/2, row parity, W/2, col parity, C)
+    return x.permute(0, 2, 3, 1, 4).reshape(batch, height // 2, width // 2, 4 * channels)
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -96,12 +107,9 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
-
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         windows, tokens, dim = x.shape
-        q, k, v = (self._split_heads(t) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = split_qkv(self.qkv(x), self.num_heads)
         attn = (q * self.scale) @ k.transpose(-2, -1)  # (B*nW, heads, N, N)
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
         attn = attn + bias.reshape(tokens, tokens, self.num_heads).permute(2, 0, 1).unsqueeze(0)
@@ -150,6 +158,11 @@ class SwinBlock(nn.Module):
         x = shortcut + x
         return x + self.mlp(self.norm2(x))
 
+    def reparameterize(self) -> nn.Module:
+        """The same block with each LayerNorm's affine part folded into the linear that reads it (the shift and
+        window partition between ``norm1`` and ``qkv`` only move tokens, which a per-channel map commutes with)."""
+        return fold_norms(self, ("norm1", "attn.qkv"), ("norm2", "mlp.fc1"))
+
 
 class PatchMerging(nn.Module):
     """2x2 neighbourhood concat (C -> 4C), LayerNorm, linear 4C -> 2C (halves H and W)."""
@@ -160,9 +173,11 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the reference's order: (even row, even col), (odd, even), (even, odd), (odd, odd)
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
+        return self.reduction(self.norm(merge_patches(x)))
+
+    def reparameterize(self) -> nn.Module:
+        """The same merge with the LayerNorm's affine part folded into ``reduction`` (which gains a bias)."""
+        return fold_norms(self, ("norm", "reduction"))
 
 
 class SwinStage(nn.Module):

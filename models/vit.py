@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import split_qkv
 from models.spec import Variant
 from models.weights import CheckpointLayout, class_count, rename_keys
+from reparam.layers import fold_norms
 
 PAPER = "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale (ICLR 2021)"
 REFERENCE = "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/vision_transformer.py"
@@ -36,12 +38,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, dim = x.shape
-        q, k, v = (self._split_heads(t) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = split_qkv(self.qkv(x), self.num_heads)
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(batch, tokens, dim))
 
@@ -60,6 +59,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+    def reparameterize(self) -> nn.Module:
+        """The same block with each LayerNorm's affine part folded into the linear that reads it."""
+        return fold_norms(self, ("norm1", "attn.qkv"), ("norm2", "mlp.0"))
 
 
 class VisionTransformer(nn.Module):

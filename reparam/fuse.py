@@ -68,9 +68,20 @@ def fold_bn_into_following_conv(bn: _BatchNorm, weight: torch.Tensor, bias: torc
     in_per_group = weight.shape[1]
     if in_per_group * groups != bn.num_features:
         raise ValueError(f"conv takes {in_per_group * groups} input channels but the BatchNorm has {bn.num_features}")
+    return fold_affine_into_following_conv(*bn_affine(bn), weight, bias, groups)
+
+
+def fold_affine_into_following_conv(scale: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor,
+                                    bias: torch.Tensor | None, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of a conv (or a linear: ``weight`` (out, in)) equal to ``conv(x * scale + shift)``, the
+    affine map acting per input channel; the same padding caveat as ``fold_bn_into_following_conv``."""
+    in_per_group = weight.shape[1]
+    if in_per_group * groups != scale.numel() or scale.shape != shift.shape:
+        raise ValueError(f"the layer takes {in_per_group * groups} input channels but the affine map has "
+                         f"{scale.numel()} scales and {shift.numel()} shifts")
     if weight.shape[0] % groups:
         raise ValueError(f"{weight.shape[0]} output channels do not split into {groups} groups")
-    scale, shift = bn_affine(bn)
+    scale, shift = scale.detach().double().reshape(-1), shift.detach().double().reshape(-1)
     out_per_group = weight.shape[0] // groups
     with torch.no_grad():
         w = weight.detach().double()

@@ -176,7 +176,8 @@ def test_convnext_block_reparameterize_folds_gamma_exactly(conv_mlp):
         block.gamma.copy_(torch.randn(16))  # far from the 1e-6 init, so the fold is visible
     fused = block.reparameterize()
     assert fused is not block and fused.gamma is None and block.gamma is not None
-    assert sum(p.numel() for p in fused.parameters()) == sum(p.numel() for p in block.parameters()) - 16
+    assert fused.norm.weight is None and block.norm.weight is not None  # the norm's affine part is in fc1
+    assert sum(p.numel() for p in fused.parameters()) == sum(p.numel() for p in block.parameters()) - 3 * 16
     x = torch.randn(2, 16, 9, 9)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), block(x), rtol=1e-5, atol=1e-5)
