@@ -93,14 +93,18 @@ def run_script(script: Path, threads: int, pairs: list[str], peer: Path | None =
     return rows
 
 
-def measure(script: Path, threads: list[int], pairs: list[str], recheck: int, peer: Path | None) -> dict:
-    """Every measurement: {threads: {model: {"peer": name, "size": n, "ort": [..], "litert": [..]}}}."""
-    results: dict = {}
+def measure(script: Path, threads: list[int], pairs: list[str], recheck: int, peer: Path | None,
+            results: dict, first_pass: bool, save) -> dict:
+    """Every measurement: {threads: {model: {"peer": name, "size": n, "ort": [..], "litert": [..]}}}, added to
+    ``results`` (an earlier run's, or empty). ``first_pass=False`` skips the pass over ``pairs`` for a thread
+    count ``results`` already holds (only its re-measurements run); ``save(results)`` after each script run."""
     for count in threads:
         table = results.setdefault(count, {})
-        for row in run_script(script, count, pairs, peer):
-            table[row["model"]] = {"peer": row["peer"], "size": row["size"],
-                                   **{key: [row[key]] if row[key] else [] for key in RUNTIMES}}
+        if first_pass or not table:
+            for row in run_script(script, count, pairs, peer):
+                table[row["model"]] = {"peer": row["peer"], "size": row["size"],
+                                       **{key: [row[key]] if row[key] else [] for key in RUNTIMES}}
+            save(results)
         for attempt in range(recheck):
             above = [f"{model}={entry['peer']}" for model, entry in table.items()
                      if any(values and statistics.median(values) > 1.0 for values in (entry[k] for k in RUNTIMES))]
@@ -112,6 +116,7 @@ def measure(script: Path, threads: list[int], pairs: list[str], recheck: int, pe
                 for key in RUNTIMES:
                     if row[key]:
                         table[row["model"]][key].append(row[key])
+            save(results)
     return results
 
 
@@ -173,6 +178,8 @@ def main() -> None:
     parser.add_argument("--recheck", type=int, default=3, help="re-measurements of an entry above 1.00 (default 3)")
     parser.add_argument("--script", type=Path, default=SCRIPT, help=f"the ratio script (default {SCRIPT})")
     parser.add_argument("--json", type=Path, help="write every measurement here")
+    parser.add_argument("--resume", type=Path, help="add to an earlier --json: thread counts it holds get only "
+                        "their re-measurements, unless --models names pairs to measure again")
     parser.add_argument("--from-json", type=Path, help="print (and --readme) a table from an earlier --json, measure nothing")
     parser.add_argument("--readme", type=Path, help="rewrite the table between the peer-ratio markers of this file")
     args = parser.parse_args()
@@ -188,11 +195,22 @@ def main() -> None:
         print(f"ours/peer, threads {args.threads}, {where}, load {load:.1f} (1 min)", flush=True)
         pairs = args.models or default_pairs(args.script)
         peer = fair_peer(args.script, pairs) if args.peer == "fair" else None
-        results = measure(args.script, args.threads, pairs, args.recheck, peer)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"date": when, "machine": where, "load": load, "peer": args.peer,
-                                             "results": results}, indent=1))
+        earlier = {}
+        if args.resume:
+            saved = json.loads(args.resume.read_text())
+            if saved["peer"] != args.peer:
+                raise SystemExit(f"{args.resume} was measured with --peer {saved['peer']}, not {args.peer}")
+            earlier = {int(k): v for k, v in saved["results"].items()}
+
+        def save(results: dict) -> None:
+            if args.json:  # whole or not at all: a temporary file renamed over the old one
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                partial = args.json.with_suffix(".partial")
+                partial.write_text(json.dumps({"date": when, "machine": where, "load": load, "peer": args.peer,
+                                               "results": results}, indent=1))
+                partial.replace(args.json)
+
+        results = measure(args.script, args.threads, pairs, args.recheck, peer, earlier, bool(args.models), save)
     header, rows, footer = summary(results)
     widths = [max(len(str(row[i])) for row in [header, *rows, footer]) for i in range(len(header))]
     for row in [header, *rows, footer]:

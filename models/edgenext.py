@@ -35,7 +35,7 @@ from models.spec import Variant
 from models.weights import CheckpointLayout, class_count, rename_keys
 from reparam.fuse import (fold_bn_into_following_conv, fold_bn_into_following_linear, fold_scale_into_linear,
                           fuse_conv_bn)
-from reparam.layers import conv2d_from, linear_from
+from reparam.layers import conv2d_from, fold_norms, linear_from
 
 PAPER = ("EdgeNeXt: Efficiently Amalgamated CNN-Transformer Architecture for Mobile Vision "
          "Applications (ECCV Workshops 2022)")
@@ -153,9 +153,10 @@ class ConvEncoder(nn.Module):
         return shortcut + drop_path(x.permute(0, 3, 1, 2), self.drop_path, self.training)
 
     def reparameterize(self) -> nn.Module:
-        """Fold layer scale into ``pwconv2`` and, for BN-HS, the BatchNorm into the depthwise conv."""
+        """Fold layer scale into ``pwconv2`` and, for BN-HS, the BatchNorm into the depthwise conv; a LayerNorm's
+        affine part into ``pwconv1`` (``reparam.layers.fold_norms``)."""
         if self.deploy or (self.gamma is None and not self.bn_hs):
-            return self
+            return self if self.bn_hs else fold_norms(self, ("norm", "pwconv1"))
         dim = self.dwconv.in_channels
         fused = ConvEncoder(dim, self.dwconv.kernel_size[0], self.pwconv1.out_features // dim,
                             bn_hs=self.bn_hs, deploy=self.bn_hs, drop_path=self.drop_path)
@@ -171,7 +172,7 @@ class ConvEncoder(nn.Module):
             fused.pwconv1.load_state_dict(self.pwconv1.state_dict())
             fused.pwconv2 = self.pwconv2 if self.gamma is None else _scaled_linear(self.pwconv2, self.gamma)
         fused.gamma = None
-        return fused.eval()
+        return (fused if self.bn_hs else fold_norms(fused, ("norm", "pwconv1"))).eval()
 
 
 class SDTAEncoder(nn.Module):
@@ -237,9 +238,11 @@ class SDTAEncoder(nn.Module):
         return shortcut + drop_path(x.permute(0, 3, 1, 2), self.drop_path, self.training)
 
     def reparameterize(self) -> nn.Module:
-        """Fold both layer scales into ``xca.proj`` and ``pwconv2``; for BN-HS the MLP's BatchNorm into ``pwconv1``."""
+        """Fold both layer scales into ``xca.proj`` and ``pwconv2``; for BN-HS the MLP's BatchNorm into ``pwconv1``,
+        otherwise each LayerNorm's affine part into the linear that reads it (``reparam.layers.fold_norms``)."""
+        norm_pairs = (("norm_xca", "xca.qkv"), ("norm", "pwconv1"))
         if self.deploy or (self.gamma is None and not self.bn_hs):
-            return self
+            return self if self.bn_hs else fold_norms(self, *norm_pairs)
         fused = copy.deepcopy(self)
         fused.deploy = True
         with torch.no_grad():
@@ -252,7 +255,7 @@ class SDTAEncoder(nn.Module):
                 fused.norm = nn.Identity()
         fused.gamma_xca = None
         fused.gamma = None
-        return fused.eval()
+        return (fused if self.bn_hs else fold_norms(fused, *norm_pairs)).eval()
 
 
 class BNConv(nn.Sequential):

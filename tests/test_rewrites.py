@@ -66,7 +66,7 @@ def test_merge_patches_channel_order_by_position():
     assert merged.tolist() == [2.0, 0.0, 3.0, 0.0, 2.0, 1.0, 3.0, 1.0]
 
 
-@pytest.mark.parametrize("name, folded", [("vit_tiny_patch16", 24), ("swin_tiny", 27), ("convnext_atto", 12), ("mobilevit_xxs", 18)])
+@pytest.mark.parametrize("name, folded", [("vit_tiny_patch16", 24), ("swin_tiny", 27), ("convnext_atto", 12), ("mobilevit_xxs", 18), ("edgenext_xx_small", 15)])
 def test_layernorm_affine_folds_into_the_next_linear_exactly(name, folded):
     """Deploy forms fold each block LayerNorm's weight and bias into the linear that reads it (LiteRT runs the
     affine part as two elementwise ops over the whole tensor): the same function in float64, to rounding."""
