@@ -11,6 +11,8 @@ import copy
 import torch
 from torch import nn
 
+from reparam.fuse import fold_affine_into_following_conv
+
 
 def conv2d_from(template: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
     """A Conv2d with ``template``'s geometry (stride, padding, dilation, groups) holding ``weight`` and ``bias``."""
@@ -44,8 +46,6 @@ def fold_norm_affine(norm: nn.LayerNorm, layer: nn.Linear | nn.Conv2d) -> tuple[
     partitions, shifts), which commute with a per-channel affine map. LiteRT runs a LayerNorm's affine
     part as two more elementwise ops over the whole tensor; folded, they cost nothing.
     """
-    from reparam.fuse import fold_affine_into_following_conv
-
     if len(norm.normalized_shape) != 1 or norm.weight is None or getattr(norm, "decomposed", False):
         raise ValueError(f"{type(norm).__name__}{tuple(norm.normalized_shape)}: only an affine LayerNorm over one "
                          "axis, computed by F.layer_norm, folds into the next layer")
