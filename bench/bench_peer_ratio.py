@@ -2,7 +2,8 @@
 
 Runs ``../shared/peer/zoo_ratio.sh`` (it builds the peer virtualenv once, ~10 min and ~7 GB, exports both
 sides at the same input size and times them alternating in one process) for each thread count, then
-re-measures every entry above 1.00 (``--recheck`` times: a real regression stays above, noise does not),
+re-measures every entry first measured above 1.00 (``--recheck`` times, each with the peer's ``ratio.py`` on
+the same two artifacts: a real regression stays above, noise does not),
 and prints one table: ours/peer latency per model and runtime (the median of every measurement of that
 entry, with the count), and the geometric mean per runtime. Asserts nothing.
 
@@ -93,6 +94,20 @@ def run_script(script: Path, threads: int, pairs: list[str], peer: Path | None =
     return rows
 
 
+def remeasure(script: Path, model: str, peer_name: str, key: str, threads: int, peer: Path | None) -> float:
+    """One more ratio for an entry, by the peer's ``ratio.py`` on the two artifacts zoo_ratio.sh left (the exports
+    are deterministic: measuring them again is what a re-run of the script would do, without converting)."""
+    suffix = {"ort": "onnx", "litert": "tflite"}[key]
+    ours = Path(os.environ.get("OUT", TMP / "mobilelat-zoo-ratio")) / model / f"{model}.{suffix}"
+    theirs = (peer or Path(os.environ.get("PEER", TMP / "mobilelat-peer"))) / "artifacts" / f"{peer_name}.{suffix}"
+    for path in (ours, theirs):
+        if not path.exists():
+            raise SystemExit(f"{path} is gone: re-measuring needs the artifacts zoo_ratio.sh wrote; run without --resume")
+    done = subprocess.run([sys.executable, str(script.parent / "ratio.py"), str(ours), str(theirs), str(threads)],
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
 def measure(script: Path, threads: list[int], pairs: list[str], recheck: int, peer: Path | None,
             results: dict, first_pass: bool, save) -> dict:
     """Every measurement: {threads: {model: {"peer": name, "size": n, "ort": [..], "litert": [..]}}}, added to
@@ -105,17 +120,16 @@ def measure(script: Path, threads: list[int], pairs: list[str], recheck: int, pe
                 table[row["model"]] = {"peer": row["peer"], "size": row["size"],
                                        **{key: [row[key]] if row[key] else [] for key in RUNTIMES}}
             save(results)
-        for attempt in range(recheck):
-            above = [f"{model}={entry['peer']}" for model, entry in table.items()
-                     if any(values and statistics.median(values) > 1.0 for values in (entry[k] for k in RUNTIMES))]
-            if not above:
-                break
-            print(f"re-measuring {len(above)} entr{'y' if len(above) == 1 else 'ies'} above 1.00 "
-                  f"({attempt + 1}/{recheck}, {count} thread(s))", flush=True)
-            for row in run_script(script, count, above, peer):
-                for key in RUNTIMES:
-                    if row[key]:
-                        table[row["model"]][key].append(row[key])
+        above = [(model, key) for model, entry in table.items() for key in RUNTIMES
+                 if entry[key] and entry[key][0] > 1.0 and len(entry[key]) < 1 + recheck]
+        if above:
+            print(f"re-measuring {len(above)} entr{'y' if len(above) == 1 else 'ies'} above 1.00 {recheck} times "
+                  f"each ({count} thread(s)), on the artifacts just measured", flush=True)
+        for model, key in above:
+            entry = table[model]
+            while len(entry[key]) < 1 + recheck:
+                entry[key].append(remeasure(script, model, entry["peer"], key, count, peer))
+                print(f"  [{count} thread(s)] {model} {RUNTIMES[key]}: {entry[key]}", flush=True)
             save(results)
     return results
 
@@ -139,11 +153,11 @@ def summary(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
                 continue
             value = statistics.median(values)
             medians[(threads, key)].append(value)
-            marked = f"**{value:.2f}**" if value > 1.0 else f"{value:.2f}"
+            marked = f"**{value:.3f}**" if value > 1.0 else f"{value:.3f}"
             cells.append(marked + (f" ({len(values)})" if len(values) > 1 else ""))
         size = next(table[model]["size"] for table in results.values() if model in table)
         rows.append([model, str(size), *cells])
-    footer = ["geometric mean", "", *[f"{geomean(medians[c]):.2f}" if medians[c] else "n/a" for c in columns]]
+    footer = ["geometric mean", "", *[f"{geomean(medians[c]):.3f}" if medians[c] else "n/a" for c in columns]]
     return header, rows, footer
 
 
