@@ -1,8 +1,8 @@
 """Benchmark of what each TFLite precision buys on LiteRT (XNNPACK): fp32, fp16, int8_dynamic and int8_full
 latency per model, measured alternating in one process so machine noise hits every precision alike.
 
-Each precision is exported by ``export.tflite`` behind its parity gate (random weights, the model's default
-size, synthetic calibration for int8_full), then the four interpreters run in turn: ``--rounds`` rounds of
+Each precision is exported by ``export.tflite`` behind its parity gate (the model's probe weights, as
+``python -m export.tflite MODEL`` without ``--weights``; the default size; synthetic calibration for int8_full), then the four interpreters run in turn: ``--rounds`` rounds of
 ``--calls`` calls each, the median per round, the median of those. Prints ms per model and precision and the
 ratio to fp32. Asserts nothing.
 
@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 from export.tflite import export, interpreter
-from models import create_model, model_spec
+from models import model_spec
+from models.probe import probe_model
 
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_full")
 DEFAULT_MODELS = ("repvit_m1", "mobilenetv3_large_100", "efficientnet_b0", "convnext_atto", "mobilevit_xs",
@@ -61,7 +62,7 @@ def main() -> None:
             spec = model_spec(name)
             paths = {}
             for precision in PRECISIONS:
-                artifact = export(create_model(name), spec, out, precision=precision, quiet=True)
+                artifact = export(probe_model(name), spec, out, precision=precision, quiet=True)
                 paths[precision] = str(artifact.path)
             runners = {p: runner(paths[p], args.threads) for p in PRECISIONS}
             for fn in runners.values():
