@@ -188,6 +188,22 @@ def _size_suffix(spec: ModelSpec) -> tuple[int, int] | None:
     return None if size == (height, width) else size
 
 
+def run_artifact(handler, path: Path, inputs: list[np.ndarray], spec: ModelSpec, options) -> list[np.ndarray]:
+    """The artifact's float32 outputs on ``inputs`` through its runtime, for the parity gate. A runtime that
+    fails on the converted graph (LiteRT's int8 DIV on a zero divisor, say) is a failed export, said as one
+    (``ExportError``), not a raw runtime traceback: nothing is written either way."""
+    try:
+        return [np.asarray(o, dtype=np.float32) for o in handler.run(path, inputs, spec, options)]
+    except ExportError:
+        raise
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"the converted {options.precision} artifact failed to run in its runtime: {first}",
+                          format=handler.name,
+                          hint="another --precision (int8 forms quantize ops some models cannot take: fp32 and "
+                               "fp16 keep them), or report the model and precision") from error
+
+
 def export_model(handler: FormatHandler, model: nn.Module, spec: ModelSpec, out_dir: str | Path,
                  options: ExportOptions | None = None, console: Console | None = None) -> Artifact:
     """Convert ``model`` with ``handler``, gate it on parity, write it atomically with its manifest.
@@ -331,7 +347,7 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
             raise ExportError(f"the converter wrote nothing at {tmp}", format=handler.name,
                               hint="report it: the converter returned without an error")
         with console.stage(f"[{handler.name}] parity gate on {len(inputs)} inputs"):
-            outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp, inputs, spec, options)]
+            outputs = run_artifact(handler, tmp, inputs, spec, options)
             own = probe.tolerance if probe is not None and probe.same_as_model else tolerance
             report = check_parity(outputs, references, own, format_name=handler.name,
                                   precision=options.precision, output_name=spec.output_name)
@@ -341,7 +357,7 @@ def _convert_and_write(handler: FormatHandler, deploy: nn.Module, spec: ModelSpe
             with console.stage(f"[{handler.name}] convert {spec.name} on probe weights and gate it"):
                 _convert(handler, probe.deploy, spec, tmp_probe, options)
                 raise_if_interrupted()
-                probe_outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(tmp_probe, inputs, spec, options)]
+                probe_outputs = run_artifact(handler, tmp_probe, inputs, spec, options)
                 report.probe = check_parity(probe_outputs, probe.references, probe.tolerance, format_name=handler.name,
                                             precision=options.precision, output_name=spec.output_name)
                 report.probe_seed = probe.seed
@@ -397,7 +413,7 @@ def _gate_fp32_path(handler: FormatHandler, model: nn.Module, spec: ModelSpec, o
         _convert(handler, model, spec, tmp_fp32, fp32_options)
         raise_if_interrupted()
         intermediate = tmp_fp32
-    outputs = [np.asarray(o, dtype=np.float32) for o in handler.run(Path(intermediate), inputs, spec, fp32_options)]
+    outputs = run_artifact(handler, Path(intermediate), inputs, spec, fp32_options)
     return check_parity(outputs, references, tolerance_for(handler.name, "fp32"), format_name=handler.name,
                         precision="fp32", output_name=spec.output_name)
 

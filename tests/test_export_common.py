@@ -193,6 +193,25 @@ def test_converter_failure_names_format_and_op(torchsave, model_and_spec, tmp_pa
     assert list(tmp_path.iterdir()) == []  # the partial file and the folder made for it are gone
 
 
+class FailsToRun(TorchSave):
+    """Converts fine; its runtime then fails on the graph, as LiteRT's int8 DIV does on a zero divisor."""
+
+    def run(self, path, inputs, spec, options):
+        raise RuntimeError("tflite/kernels/div.cc:262 data[i] != zero_point was not true."
+                           "Node number 93 (DIV) failed to invoke.\nmore detail")
+
+
+def test_artifact_failing_in_its_runtime_is_a_failed_export(torchsave, model_and_spec, tmp_path):
+    model, spec = model_and_spec
+    with pytest.raises(ExportError) as raised:
+        export_model(FailsToRun(), model, spec, tmp_path, ExportOptions(input_size=SIZE, quiet=True))
+    assert raised.value.format == "torchsave"
+    assert "fp32 artifact failed to run in its runtime: tflite/kernels/div.cc:262" in str(raised.value)
+    assert "more detail" not in str(raised.value) and "--precision" in raised.value.hint
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert list(tmp_path.iterdir()) == []  # nothing written, the folder made for it gone
+
+
 def test_converter_writing_nothing_is_an_error(torchsave, model_and_spec, tmp_path):
     model, spec = model_and_spec
     with pytest.raises(ExportError, match="wrote nothing"):
