@@ -76,6 +76,45 @@ class PositionalEncodingFourier(nn.Module):
         # features are float32 (the official values); the projection may run in another dtype
         return self.token_projection(self.features(height, width).to(self.token_projection.weight.dtype))
 
+    def reparameterize(self) -> nn.Module:
+        """The deploy form: the same embedding, computed once per size and exported as a constant."""
+        frozen = FrozenPositionalEncoding(self.token_projection.out_channels, self.hidden_dim, self.temperature)
+        frozen.token_projection = self.token_projection
+        return frozen
+
+
+class FrozenPositionalEncoding(PositionalEncodingFourier):
+    """``PositionalEncodingFourier`` whose output, which depends only on (height, width) and the
+    projection's weights, is computed eagerly once per size and handed to tracers as a constant.
+
+    The plain form exports its ~20 ops on constants into every graph; LiteRT does not fold them, and
+    runs FLOOR_DIV, POW, STRIDED_SLICE and BROADCAST_TO outside XNNPACK, splitting the graph into
+    partitions. Here a graph holds one tensor. The values are the plain form's (the same ops, run
+    eagerly). The cache is keyed by size, dtype and device and stamped with the projection's version
+    counters, so weights changed in place are recomputed on the next eager call; a tracer sees the
+    value of the last eager call at that size (exports run the model eagerly for the parity gate
+    first) or, without one, the plain ops.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int = 32, temperature: float = 10000.0):
+        super().__init__(dim, hidden_dim, temperature)
+        self._cache: dict[tuple, tuple[tuple, torch.Tensor]] = {}
+
+    def forward(self, height: int, width: int) -> torch.Tensor:
+        weight, bias = self.token_projection.weight, self.token_projection.bias
+        key = (height, width, weight.dtype, weight.device)
+        cached = self._cache.get(key)
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return cached[1] if cached is not None else super().forward(height, width)
+        stamp = (id(weight), weight._version, id(bias), bias._version if bias is not None else 0)
+        if cached is None or cached[0] != stamp:
+            with torch.no_grad():
+                cached = self._cache[key] = (stamp, super().forward(height, width))
+        return cached[1]
+
+    def reparameterize(self) -> nn.Module:
+        return self
+
 
 class XCA(nn.Module):
     """Cross-covariance (channel-wise transposed) attention over tokens (B, N, C).

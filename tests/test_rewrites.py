@@ -12,8 +12,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models import create_model, model_spec
+from models.edgenext import FrozenPositionalEncoding, PositionalEncodingFourier
 from models.layers import LayerNorm2d, split_qkv
 from models.swin import merge_patches
+from reparam import reparameterize
 
 pytestmark = pytest.mark.fast
 
@@ -100,3 +103,44 @@ def test_fold_norm_affine_refuses_what_it_cannot_fold():
         fold_norm_affine(LayerNorm2d(4, decomposed=True), torch.nn.Conv2d(4, 4, 1))
     with pytest.raises(ValueError, match="input channels"):
         fold_norm_affine(torch.nn.LayerNorm(4), torch.nn.Linear(5, 3))
+
+
+def test_frozen_positional_encoding_is_the_plain_one_and_a_constant_in_graphs():
+    """EdgeNeXt's deploy positional encoding: the plain form's values exactly, recomputed when the weights
+    change in place, and one constant in an exported graph (LiteRT ran the plain form's FLOOR_DIV, POW,
+    STRIDED_SLICE and BROADCAST_TO outside XNNPACK: 5 partitions on edgenext_xx_small, 1 with this)."""
+    torch.manual_seed(0)
+    plain = PositionalEncodingFourier(48).eval()
+    frozen = plain.reparameterize()
+    assert isinstance(frozen, FrozenPositionalEncoding) and frozen.reparameterize() is frozen
+    assert frozen.token_projection is plain.token_projection
+    assert torch.equal(frozen(8, 6), plain(8, 6)) and torch.equal(frozen(4, 4), plain(4, 4))
+    with torch.no_grad():
+        plain.token_projection.weight.mul_(2.0)  # in place, as load_state_dict does
+    assert torch.equal(frozen(8, 6), plain(8, 6))
+
+    class Adds(torch.nn.Module):
+        def __init__(self, encoding):
+            super().__init__()
+            self.encoding = encoding
+
+        def forward(self, x):
+            return x + self.encoding(x.shape[2], x.shape[3])
+
+    x = torch.randn(1, 48, 8, 6)
+    def ops(module):
+        return {str(n.target) for n in torch.export.export(module, (x,)).graph.nodes if n.op == "call_function"}
+
+    assert {"aten.sin.default", "aten.cos.default"} <= ops(Adds(plain))
+    assert ops(Adds(frozen)) == {"aten.add.Tensor"}
+
+
+def test_edgenext_deploy_freezes_its_positional_encoding():
+    model = create_model("edgenext_xx_small").double().eval()
+    deploy = reparameterize(model, warn_untrained=False)
+    assert sum(isinstance(m, FrozenPositionalEncoding) for m in deploy.modules()) == 1
+    assert not any(isinstance(m, FrozenPositionalEncoding) for m in model.modules())
+    x = model_spec("edgenext_xx_small").sample_inputs(count=1, seed=0)[0].double()
+    with torch.no_grad():
+        reference, ours = model(x), deploy(x)
+    assert (ours - reference).abs().max().item() <= 1e-12 * reference.abs().max().item()
