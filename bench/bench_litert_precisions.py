@@ -115,7 +115,9 @@ def markdown(saved: dict) -> str:
              f"{saved['machine']}; `partitions`: the XNNPACK delegate took the graph in that many pieces, "
              "the ops between them ran on LiteRT's own kernels; `refused`: the export's parity gate refused it)", "",
              "| model | " + " | ".join(PRECISIONS) + " |", "|---|" + "---:|" * len(PRECISIONS)]
-    lines += [f"| {name} | " + " | ".join(cells(record)) + " |" for name, record in saved["models"].items()]
+    order = {name: index for index, name in enumerate(list_models())}  # the registry's order, others last
+    names = sorted(saved["models"], key=lambda name: order.get(name, len(order)))
+    lines += [f"| {name} | " + " | ".join(cells(saved["models"][name])) + " |" for name in names]
     return "\n".join(lines)
 
 

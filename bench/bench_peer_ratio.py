@@ -16,7 +16,7 @@ not the model's.
 
     python bench/bench_peer_ratio.py                            # 1 and 2 threads, every model both zoos have
     python bench/bench_peer_ratio.py --threads 1 --models mobilevit_xxs=mobilevit_xxs
-    python bench/bench_peer_ratio.py --json build/peer-ratio.json --readme README.md   # keep the figures, write the table
+    python bench/bench_peer_ratio.py --json bench/measured/peer-ratio.json --readme README.md   # keep the figures, write the table
 
 The JSON keeps every measurement; ``--readme`` rewrites the table between ``<!-- peer-ratio:begin -->``
 and ``<!-- peer-ratio:end -->`` with the date, the machine and its load.
